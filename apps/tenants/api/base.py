@@ -33,7 +33,11 @@ class HasCapability(permissions.BasePermission):
 
 class TenantAPIMixin:
     """Mix into any DRF view. Declare `capabilities = {"list": "data.read", ...}` keyed by viewset
-    action (or HTTP method, lower case), with `"*"` as the fallback."""
+    action (or HTTP method, lower case), with `"*"` as the fallback.
+
+    A view whose URL names an object defines `lookup_object(**url_kwargs)`, which loads it within
+    the tenant (raising NotFound otherwise). It runs before the role check, so a user of another
+    tenant always gets 404, whatever their role; the handler finds the object in `self.object`."""
 
     capabilities: dict[str, str | None] = {}
     permission_classes = [permissions.IsAuthenticated, HasCapability]
@@ -61,6 +65,8 @@ class TenantAPIMixin:
             request._request.tenant = membership.tenant
             request._request.membership = membership
             self._scope_token = _current_tenant.set(membership.tenant)
+            if kwargs and hasattr(self, "lookup_object"):
+                self.object = self.lookup_object(**kwargs)
         super().initial(request, *args, **kwargs)
 
     def _resolve_membership(self, request: Request) -> Any:

@@ -29,6 +29,9 @@ class TokenView(APIView):
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "auth"
 
+    def get_authenticate_header(self, request: Request) -> str:
+        return "Token"
+
     @extend_schema(request=s.TokenRequestSerializer, responses=s.TokenSerializer, auth=[])
     def post(self, request: Request) -> Response:
         data = s.TokenRequestSerializer(data=request.data)
@@ -87,6 +90,9 @@ class UserViewSet(TenantAPIMixin, ViewSet):
     }
     lookup_value_regex = "[0-9]+"
 
+    def lookup_object(self, pk: str) -> Any:
+        return selectors.member_get(tenant=self.tenant, user_id=pk)
+
     @extend_schema(responses=s.MemberSerializer(many=True))
     def list(self, request: Request) -> Response:
         qs = selectors.member_list(tenant=self.tenant, filters={
@@ -99,7 +105,7 @@ class UserViewSet(TenantAPIMixin, ViewSet):
 
     @extend_schema(responses=s.MemberSerializer)
     def retrieve(self, request: Request, pk: str) -> Response:
-        return Response(s.MemberSerializer(selectors.member_get(tenant=self.tenant, user_id=pk)).data)
+        return Response(s.MemberSerializer(self.object).data)
 
     @extend_schema(request=s.MemberCreateSerializer, responses={201: s.MemberSerializer})
     def create(self, request: Request) -> Response:
@@ -113,24 +119,21 @@ class UserViewSet(TenantAPIMixin, ViewSet):
 
     @extend_schema(request=s.MemberUpdateSerializer, responses=s.MemberSerializer)
     def partial_update(self, request: Request, pk: str) -> Response:
-        membership = selectors.member_get(tenant=self.tenant, user_id=pk)
         data = s.MemberUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        membership = services.member_update(tenant=self.tenant, membership=membership, by=request.user,
+        membership = services.member_update(tenant=self.tenant, membership=self.object, by=request.user,
                                             **data.validated_data)
         return Response(s.MemberSerializer(membership).data)
 
     @extend_schema(request=None, responses=s.MemberSerializer)
     def deactivate(self, request: Request, pk: str) -> Response:
-        membership = selectors.member_get(tenant=self.tenant, user_id=pk)
-        membership = services.member_update(tenant=self.tenant, membership=membership, by=request.user,
+        membership = services.member_update(tenant=self.tenant, membership=self.object, by=request.user,
                                             is_active=False)
         return Response(s.MemberSerializer(membership).data)
 
     @extend_schema(request=None, responses=s.MemberSerializer)
     def activate(self, request: Request, pk: str) -> Response:
-        membership = selectors.member_get(tenant=self.tenant, user_id=pk)
-        membership = services.member_update(tenant=self.tenant, membership=membership, by=request.user,
+        membership = services.member_update(tenant=self.tenant, membership=self.object, by=request.user,
                                             is_active=True)
         return Response(s.MemberSerializer(membership).data)
 
