@@ -24,6 +24,8 @@ class TenantOwnedFactory(factory.django.DjangoModelFactory):
 
 
 class TenantFactory(factory.django.DjangoModelFactory):
+    """Tenants are made by the real service, so they get what every tenant gets on creation."""
+
     class Meta:
         model = Tenant
         django_get_or_create = ("slug",)
@@ -31,6 +33,12 @@ class TenantFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"Tenant {n}")
     slug = factory.Sequence(lambda n: f"tenant-{n}")
     time_zone = "Europe/Paris"
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        from apps.tenants.services import tenant_create
+
+        return tenant_create(by=None, **kwargs)
 
 
 class UserFactory(factory.django.DjangoModelFactory):

@@ -95,7 +95,10 @@ class TenantOwnedModel(models.Model):
     default manager, and a save() that refuses to write a row into another tenant than the
     one in scope."""
 
-    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+", editable=False)
+    # No index of its own: every unique constraint and index of a tenant-owned table leads with
+    # tenant_id, which serves lookups by tenant alone.
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+", editable=False,
+                               db_index=False)
 
     objects = TenantScopedManager()
     dangerously_unscoped = models.Manager()

@@ -14,6 +14,7 @@ from apps.core.errors import ApplicationError, Conflict
 from apps.tenants.models import AuditEntry, Membership, Tenant, User, validate_time_zone
 from apps.tenants.roles import Role
 from apps.tenants.scoping import tenant_scope
+from apps.tenants.signals import tenant_created
 
 
 def audit_record(*, tenant: Tenant, actor: User | None, action: str, obj: Any = None,
@@ -47,6 +48,7 @@ def tenant_create(*, name: str, slug: str, time_zone: str = "UTC", data_retentio
     except ValidationError as exc:
         raise ApplicationError("Invalid tenant.", fields=exc.message_dict) from None
     tenant.save()
+    tenant_created.send(sender=Tenant, tenant=tenant, by=by)
     audit_record(tenant=tenant, actor=by, action="tenant.create", obj=tenant, data={"slug": slug})
     return tenant
 

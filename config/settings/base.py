@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "axes",
     "apps.core",
     "apps.tenants",
+    "apps.schemas",
     "apps.portal",
 ]
 
