@@ -4,6 +4,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 api_v1 = [
     path("", include("apps.tenants.api.urls")),
+    path("", include("apps.schemas.api.urls")),
+    path("", include("apps.profiles.api.urls")),
+    path("", include("apps.audiences.api.urls")),
+    path("", include("apps.campaigns.api.urls")),
 ]
 
 urlpatterns = [

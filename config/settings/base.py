@@ -48,6 +48,10 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.tenants",
     "apps.schemas",
+    "apps.profiles",
+    "apps.audiences",
+    "apps.activities",
+    "apps.campaigns",
     "apps.portal",
 ]
 
@@ -212,3 +216,9 @@ SECURE_REFERRER_POLICY = "same-origin"
 
 GUARDIAN_RAISE_403 = False
 ANONYMOUS_USER_NAME = None  # guardian: no anonymous object permissions
+
+# --- Engine ------------------------------------------------------------------------------------
+SCHEDULE_DISPATCH_SECONDS = int(os.environ.get("SCHEDULE_DISPATCH_SECONDS", "15"))
+SWEEP_SECONDS = int(os.environ.get("SWEEP_SECONDS", "10"))
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "campaigns@localhost")
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

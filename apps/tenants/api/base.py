@@ -92,12 +92,15 @@ class TenantAPIMixin:
             )
         return memberships[0]
 
-    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
-        token = getattr(self, "_scope_token", None)
-        if token is not None:
-            _current_tenant.reset(token)
-            self._scope_token = None
-        return super().finalize_response(request, response, *args, **kwargs)
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Response:
+        self._scope_token = None
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        finally:
+            # Whatever happened (even an unhandled error), the tenant scope ends with the request.
+            if self._scope_token is not None:
+                _current_tenant.reset(self._scope_token)
+                self._scope_token = None
 
 
 class TenantAPIView(TenantAPIMixin, APIView):
