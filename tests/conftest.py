@@ -28,6 +28,17 @@ class Person:
         return self.user.email
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """Let transactional tests wipe the append-only audit table between tests (TRUNCATE only;
+    row UPDATE/DELETE stay refused, see apps/tenants/migrations/0002_audit_immutable.py)."""
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(f'ALTER DATABASE "{connection.settings_dict["NAME"]}" SET campaigns.allow_audit_truncate = \'on\'')
+        cursor.execute("SET campaigns.allow_audit_truncate = 'on'")
+
+
 @pytest.fixture
 def acme(db) -> Tenant:
     return TenantFactory(slug="acme", name="Acme Corporation", time_zone="Europe/Paris")

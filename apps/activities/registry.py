@@ -51,3 +51,7 @@ def load_all() -> None:
     for module in pkgutil.iter_modules(package.__path__):
         if module.name not in {"base", "registry", "apps", "population", "schedules"}:
             importlib.import_module(f"apps.activities.{module.name}")
+    from django.conf import settings
+
+    for name in getattr(settings, "EXTRA_ACTIVITY_MODULES", []):
+        importlib.import_module(name)

@@ -14,3 +14,6 @@ REST_FRAMEWORK = {
     **REST_FRAMEWORK,
     "DEFAULT_THROTTLE_RATES": {"anon": "10000/min", "user": "100000/min", "auth": "10000/min"},
 }
+
+# A slow activity the crash tests kill a worker in the middle of.
+EXTRA_ACTIVITY_MODULES = ["tests.campaigns.slow_activity"]

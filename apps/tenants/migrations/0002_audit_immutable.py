@@ -1,6 +1,7 @@
-"""The audit trail is append-only, enforced by PostgreSQL: UPDATE and DELETE raise, whatever
-code or role issues them. An operator purging a tenant's history sets the transaction-local
-`campaigns.allow_audit_purge` to 'on' first (DELETE only)."""
+"""The audit trail is append-only, enforced by PostgreSQL: UPDATE, DELETE and TRUNCATE raise,
+whatever code issues them. An operator purging a tenant's history sets the transaction-local
+`campaigns.allow_audit_purge` to 'on' first (DELETE only). The test database sets
+`campaigns.allow_audit_truncate` so that tests can wipe tables between tests (TRUNCATE only)."""
 
 from django.db import migrations
 
@@ -9,6 +10,9 @@ CREATE OR REPLACE FUNCTION tenants_audit_immutable() RETURNS trigger AS $$
 BEGIN
     IF TG_OP = 'DELETE' AND current_setting('campaigns.allow_audit_purge', true) = 'on' THEN
         RETURN OLD;
+    END IF;
+    IF TG_OP = 'TRUNCATE' AND current_setting('campaigns.allow_audit_truncate', true) = 'on' THEN
+        RETURN NULL;
     END IF;
     RAISE EXCEPTION 'audit entries are immutable (% refused)', TG_OP USING ERRCODE = 'insufficient_privilege';
 END;
