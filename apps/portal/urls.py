@@ -1,4 +1,3 @@
-from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from apps.portal import views
@@ -6,8 +5,20 @@ from apps.portal import views
 app_name = "portal"
 
 urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(template_name="portal/login.html",
-                                                redirect_authenticated_user=True), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("login/", views.LoginView.as_view(), name="login"),
+    path("logout/", views.LogoutView.as_view(), name="logout"),
+    path("account/password/", views.PasswordChangeView.as_view(), name="password-change"),
+    path("account/password/done/", views.PasswordChangeDoneView.as_view(), name="password-change-done"),
+    path("switch-tenant/", views.switch_tenant, name="switch-tenant"),
     path("", views.dashboard, name="dashboard"),
+    path("campaigns/", views.campaigns, name="campaigns"),
+    path("audiences/", views.audiences, name="audiences"),
+    path("data/", views.data, name="data"),
+    path("tasks/", views.tasks, name="tasks"),
+    path("settings/", views.settings_page, name="settings"),
+    path("settings/users/", views.user_list, name="user-list"),
+    path("settings/users/add/", views.user_add, name="user-add"),
+    path("settings/users/<int:user_id>/role/", views.user_role, name="user-role"),
+    path("settings/users/<int:user_id>/deactivate/", views.user_deactivate, name="user-deactivate"),
+    path("settings/users/<int:user_id>/activate/", views.user_activate, name="user-activate"),
 ]

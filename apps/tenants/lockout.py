@@ -7,7 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.template.response import TemplateResponse
+from django.shortcuts import render
 
 MESSAGE = "Too many failed logins: this account is locked for a while."
 
@@ -18,7 +18,7 @@ def lockout_response(request: HttpRequest, original_response: HttpResponse | Non
     if request.path.startswith("/api/"):
         response = JsonResponse({"error": {"code": "locked_out", "message": MESSAGE, "fields": {}}}, status=429)
     else:
-        response = TemplateResponse(request, settings.AXES_LOCKOUT_TEMPLATE,
-                                    {"cooloff_hours": settings.AXES_COOLOFF_TIME}, status=429)
+        response = render(request, settings.AXES_LOCKOUT_TEMPLATE,
+                          {"cooloff_hours": settings.AXES_COOLOFF_TIME}, status=429)
     response["Retry-After"] = retry_after
     return response

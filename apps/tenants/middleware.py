@@ -8,7 +8,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 
 from apps.tenants.scoping import tenant_scope
-from apps.tenants.selectors import membership_resolve
+from apps.tenants.selectors import dangerously_membership_list_for_user, membership_resolve
 
 SESSION_KEY = "tenant_id"
 
@@ -23,7 +23,10 @@ class TenantMiddleware:
         user = getattr(request, "user", None)
         if user is None or not user.is_authenticated:
             return self.get_response(request)
-        membership = membership_resolve(user=user, tenant_id=request.session.get(SESSION_KEY))
+        # The tenant chosen in the session; if that choice is stale (membership deactivated since),
+        # the user's first tenant.
+        membership = (membership_resolve(user=user, tenant_id=request.session.get(SESSION_KEY))
+                      or dangerously_membership_list_for_user(user=user).first())
         if membership is None:
             return self.get_response(request)
         if request.session.get(SESSION_KEY) != membership.tenant_id:

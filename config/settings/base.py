@@ -209,6 +209,8 @@ LOGGING = {
 }
 
 SESSION_COOKIE_HTTPONLY = True
+# Messages can carry a one-time password (new member): keep them server-side, not in a cookie.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
