@@ -23,10 +23,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from django.db.models import Count
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
+from apps.campaigns.models import CampaignStatus
+from apps.campaigns.selectors import campaign_list, run_list
 from apps.portal.selectors import membership_emails
 from apps.tenants.models import AuditEntry
 from apps.tenants.roles import Role, role_can
@@ -70,6 +73,18 @@ def dashboard_cards(request: HttpRequest) -> list[Card]:
 
 
 # --- Built-in cards ----------------------------------------------------------------------------
+
+
+@dashboard_card("campaigns", order=10)
+def campaigns_card(request: HttpRequest) -> Card:
+    campaigns = campaign_list(tenant=request.tenant)
+    counts = dict(campaigns.order_by().values_list("status").annotate(n=Count("id")))
+    rows = [{"status": status, "label": label, "count": counts.get(status, 0)}
+            for status, label in CampaignStatus.choices if counts.get(status)]
+    recent = list(run_list(tenant=request.tenant)[:5])
+    return Card(title="Campaigns", template="portal/campaigns/_card.html", span=6,
+                data={"total": sum(counts.values()), "rows": rows, "recent": recent},
+                link=("All campaigns", reverse("portal:campaigns")))
 
 
 @dashboard_card("team", order=50)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.portal import views
+from apps.portal import campaign_views, views
 
 app_name = "portal"
 
@@ -11,7 +11,16 @@ urlpatterns = [
     path("account/password/done/", views.PasswordChangeDoneView.as_view(), name="password-change-done"),
     path("switch-tenant/", views.switch_tenant, name="switch-tenant"),
     path("", views.dashboard, name="dashboard"),
-    path("campaigns/", views.campaigns, name="campaigns"),
+    path("campaigns/", campaign_views.campaign_list, name="campaigns"),
+    path("campaigns/new/", campaign_views.campaign_new, name="campaign-new"),
+    path("campaigns/<int:campaign_id>/", campaign_views.campaign_detail, name="campaign-detail"),
+    path("campaigns/<int:campaign_id>/graph/", campaign_views.campaign_graph, name="campaign-graph"),
+    path("campaigns/<int:campaign_id>/draft/", campaign_views.campaign_draft_save, name="campaign-draft"),
+    path("campaigns/<int:campaign_id>/actions/<slug:action>/", campaign_views.campaign_action,
+         name="campaign-action"),
+    path("campaigns/<int:campaign_id>/runs/<int:run_id>/transitions/<int:index>/",
+         campaign_views.transition_preview, name="campaign-transition"),
+    path("campaigns/<int:campaign_id>/runs/<int:run_id>/log/", campaign_views.run_log, name="campaign-run-log"),
     path("audiences/", views.audiences, name="audiences"),
     path("data/", views.data, name="data"),
     path("tasks/", views.tasks, name="tasks"),
