@@ -131,7 +131,6 @@ def _section(template: str) -> View:
     return view
 
 
-campaigns = _section("portal/campaigns.html")
 audiences = _section("portal/audiences.html")
 data = _section("portal/data.html")
 tasks = _section("portal/tasks.html")
