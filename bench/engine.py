@@ -3,9 +3,9 @@
 1. A 50-node flow graph of trivial nodes (a chain of Test activities) runs through the engine's
    real code paths (advance, two-phase execute_node, row locks, outputs, logs) in this process,
    with Celery in eager mode so that the broker's latency is not counted: seconds per node.
-2. `--tenants` tenants × `--campaigns` live daily campaigns all due at the same fire time; the
+2. `--tenants` tenants x `--campaigns` live daily campaigns all due at the same fire time; the
    per-tenant dispatcher (`schedules.dispatch_due`, what each tenant's beat entry runs) is called
-   for every tenant in turn, as the fan-out does; lag = run creation time − fire time, p50/p99.
+   for every tenant in turn, as the fan-out does; lag = run creation time - fire time, p50/p99.
    This measures the database side of dispatch; beat's own tick is `SCHEDULE_DISPATCH_SECONDS`.
 
 Prints one JSON line. Run: python bench/engine.py [--tenants 10000 --campaigns 5]
@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 

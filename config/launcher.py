@@ -373,8 +373,9 @@ def test(pytest_args: list[str]) -> int:
         with Services(embedded.data_dir() / "test"):
             # pytest gets its own session so that a Ctrl-C reaches it once, through us, and it
             # still prints its summary; the embedded servers are stopped after it is done.
+            env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test"}
             process = subprocess.Popen([sys.executable, "-m", "pytest", *args], cwd=BASE_DIR,
-                                       start_new_session=True)
+                                       start_new_session=True, env=env)
             signals.on_repeat = lambda: _kill_group(process.pid)
             try:
                 return process.wait()

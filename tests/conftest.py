@@ -52,8 +52,12 @@ def globex(db) -> Tenant:
 @pytest.fixture
 def people(acme, globex) -> dict[str, dict[str, Person]]:
     """`people[slug][role]`: one member of each role in each tenant."""
+    return make_people(acme, globex)
+
+
+def make_people(*tenants: Tenant) -> dict[str, dict[str, Person]]:
     result: dict[str, dict[str, Person]] = {}
-    for tenant in (acme, globex):
+    for tenant in tenants:
         result[tenant.slug] = {}
         for role in ROLES:
             user = UserFactory(email=f"{role}@{tenant.slug}.test", first_name=role.title())

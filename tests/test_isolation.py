@@ -162,11 +162,27 @@ def _call(client: APIClient, method: str, url: str) -> Any:
     return response
 
 
-@pytest.fixture
-def world(people, acme, globex, operator):
-    build_world(acme, people["acme"])
-    build_world(globex, people["globex"])
-    return {**people, "operator": operator}
+@pytest.fixture(scope="module")
+def world(django_db_setup, django_db_blocker):
+    """Built once for the module inside a transaction that is rolled back at the end; each test
+    runs in a savepoint of it (the `db` fixture), as Django's setUpTestData does."""
+    from tests.conftest import make_people
+    from tests.factories import TenantFactory, UserFactory
+
+    with django_db_blocker.unblock():
+        outer = transaction.atomic()
+        outer.__enter__()
+        try:
+            acme = TenantFactory(slug="acme", name="Acme Corporation", time_zone="Europe/Paris")
+            globex = TenantFactory(slug="globex", name="Globex Inc.", time_zone="America/New_York")
+            people = make_people(acme, globex)
+            operator = UserFactory(email="operator@platform.test", is_superuser=True, is_staff=True)
+            build_world(acme, people["acme"])
+            build_world(globex, people["globex"])
+            yield {**people, "operator": operator}
+        finally:
+            transaction.set_rollback(True)
+            outer.__exit__(None, None, None)
 
 
 def _tenant_routes() -> list[Route]:
@@ -174,7 +190,7 @@ def _tenant_routes() -> list[Route]:
 
 
 @pytest.mark.parametrize("route", [r for r in _tenant_routes() if r.params], ids=str)
-def test_other_tenant_gets_404_on_objects(route, world):
+def test_other_tenant_gets_404_on_objects(route, world, db):
     owner = api_client_for(world["acme"]["admin"].user)
     url = _resolve(route, owner)
     # Objects named by an id are acme's alone: anyone else gets 404. Objects named by a name
@@ -198,7 +214,7 @@ def test_other_tenant_gets_404_on_objects(route, world):
 
 
 @pytest.mark.parametrize("route", [r for r in _tenant_routes() if not r.params and "get" in r.methods], ids=str)
-def test_collections_never_show_another_tenant(route, world):
+def test_collections_never_show_another_tenant(route, world, db):
     owner = api_client_for(world["acme"]["admin"].user)
     theirs = owner.get(route.path).json()
     for role in ROLES:
@@ -218,7 +234,7 @@ def test_collections_never_show_another_tenant(route, world):
 
 
 @pytest.mark.parametrize("route", _tenant_routes(), ids=str)
-def test_each_role_gets_what_its_capabilities_allow(route, world):
+def test_each_role_gets_what_its_capabilities_allow(route, world, db):
     owner = api_client_for(world["acme"]["admin"].user)
     url = _resolve(route, owner)
     for method in route.methods:
@@ -235,7 +251,7 @@ def test_each_role_gets_what_its_capabilities_allow(route, world):
 
 
 @pytest.mark.parametrize("route", [r for r in ROUTES if r.cls not in PUBLIC_VIEWS], ids=str)
-def test_anonymous_gets_401(route, world):
+def test_anonymous_gets_401(route, world, db):
     url = route.path
     if route.params:
         resolver = world["operator"] if _is_operator_view(route.cls) else world["acme"]["admin"].user
@@ -246,7 +262,7 @@ def test_anonymous_gets_401(route, world):
 
 
 @pytest.mark.parametrize("route", [r for r in ROUTES if _is_operator_view(r.cls)], ids=str)
-def test_operator_routes_are_invisible_to_tenant_users(route, world):
+def test_operator_routes_are_invisible_to_tenant_users(route, world, db):
     url = route.path
     if route.params:
         url = _resolve(route, api_client_for(world["operator"]))

@@ -91,7 +91,7 @@ TEMPLATES = [
 
 DATABASES = {
     "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL") or embedded.postgres_url(BASE_DIR / ".data"),
+        os.environ.get("DATABASE_URL") or embedded.postgres_url(embedded.data_dir()),
         conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "60")),
         conn_health_checks=True,
     )
@@ -128,7 +128,7 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
-MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / ".data" / "media"))
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", embedded.data_dir() / "media"))
 
 # --- Cache (throttling, lockout) -------------------------------------------------------------
 if os.environ.get("CACHE_URL"):
@@ -184,7 +184,7 @@ AXES_LOCKOUT_TEMPLATE = "portal/locked_out.html"
 AXES_LOCKOUT_CALLABLE = "apps.tenants.lockout.lockout_response"
 
 # --- Celery ------------------------------------------------------------------------------------
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or embedded.redis_url(BASE_DIR / ".data")
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or embedded.redis_url(embedded.data_dir())
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -4,8 +4,12 @@ import os
 
 from django.core.exceptions import ImproperlyConfigured
 
-from .base import *  # noqa: F403
-from .base import env_bool
+for required in ("DATABASE_URL", "CELERY_BROKER_URL"):
+    if not os.environ.get(required):
+        raise ImproperlyConfigured(f"{required} must be set in production (no embedded servers)")
+
+from .base import *  # noqa: E402, F403
+from .base import env_bool  # noqa: E402
 
 DEBUG = False
 if os.environ.get("SECRET_KEY", "").startswith("dev-only") or not os.environ.get("SECRET_KEY"):
