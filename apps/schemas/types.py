@@ -26,6 +26,13 @@ MAX_STRING = 10_000
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 
 
+def _int_whitespace() -> str:
+    """What int() strips around digits (the import's SQL trims the same characters)."""
+    from apps.schemas.imports import WHITESPACE
+
+    return "".join(c for c in WHITESPACE if not "\x1c" <= c <= "\x1f")
+
+
 class InvalidValue(ValueError):
     """A value that does not fit its field's type; the message is the reason, for users."""
 
@@ -39,6 +46,8 @@ def coerce(field_type: str, value: Any, *, enum_values: list[str] | None = None)
     match field_type:
         case FieldType.STRING:
             text = value if isinstance(value, str) else str(value)
+            if "\x00" in text:
+                raise InvalidValue("contains a NUL character")
             if len(text) > MAX_STRING:
                 raise InvalidValue(f"longer than {MAX_STRING} characters")
             return text
@@ -49,8 +58,8 @@ def coerce(field_type: str, value: Any, *, enum_values: list[str] | None = None)
                 number = value
             elif isinstance(value, float) and value.is_integer():
                 number = int(value)
-            elif isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
-                number = int(value)
+            elif isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value.strip(_int_whitespace())):
+                number = int(value.strip(_int_whitespace()))
             else:
                 raise InvalidValue("not an integer")
             if not INT_MIN <= number <= INT_MAX:
@@ -65,8 +74,13 @@ def coerce(field_type: str, value: Any, *, enum_values: list[str] | None = None)
                 raise InvalidValue("not a number") from None
             if not number.is_finite():
                 raise InvalidValue("not a finite number")
-            # JSON numbers: ints stay ints, the rest as floats only when exact
-            return int(number) if number == number.to_integral_value() and abs(number) < 2**53 else float(number)
+            # JSON numbers: ints stay ints, the rest as floats
+            if number == number.to_integral_value() and abs(number) < 2**53:
+                return int(number)
+            as_float = float(number)
+            if as_float in (float("inf"), float("-inf")):
+                raise InvalidValue("number out of range")
+            return as_float
         case FieldType.BOOLEAN:
             if isinstance(value, bool):
                 return value
