@@ -53,6 +53,7 @@ class Worker:
     def __init__(self) -> None:
         self.process: subprocess.Popen | None = None
         self.log = ROOT / "test-artifacts" / "celery-worker.log"
+        self.log.parent.mkdir(exist_ok=True)
 
     def start(self, concurrency: int = 2) -> None:
         self.log.parent.mkdir(exist_ok=True)
