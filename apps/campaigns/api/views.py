@@ -108,29 +108,27 @@ class CampaignViewSet(TenantAPIMixin, ViewSet):
         return Response({"campaign": s.CampaignSerializer(self.object).data,
                          "run": _run_body(run) if run else None})
 
-    @extend_schema(request=s.VariablesSerializer, responses={201: s.RunSerializer})
-    def test(self, request: Request, pk: int) -> Response:
+    def _new_run(self, request: Request, service: Any) -> Response:
         data = s.VariablesSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        run = services.campaign_test(tenant=self.tenant, campaign=self.object, by=request.user,
-                                     variables=data.validated_data["variables"])
+        run = service(tenant=self.tenant, campaign=self.object, by=request.user,
+                      variables=data.validated_data["variables"])
         return Response(_run_body(run), status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.VariablesSerializer, responses={201: s.RunSerializer})
+    def test(self, request: Request, pk: int) -> Response:
+        """Run the draft in test mode: real counts, nothing sent or written."""
+        return self._new_run(request, services.campaign_test)
 
     @extend_schema(request=s.VariablesSerializer, responses={201: s.RunSerializer})
     def trigger(self, request: Request, pk: int) -> Response:
-        data = s.VariablesSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        run = services.campaign_trigger(tenant=self.tenant, campaign=self.object, by=request.user,
-                                        variables=data.validated_data["variables"])
-        return Response(_run_body(run), status=status.HTTP_201_CREATED)
+        """An API trigger with event variables, validated against the declarations."""
+        return self._new_run(request, services.campaign_trigger)
 
     @extend_schema(request=s.VariablesSerializer, responses={201: s.RunSerializer})
     def run_now(self, request: Request, pk: int) -> Response:
-        data = s.VariablesSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        run = services.campaign_run_now(tenant=self.tenant, campaign=self.object, by=request.user,
-                                        variables=data.validated_data["variables"])
-        return Response(_run_body(run), status=status.HTTP_201_CREATED)
+        """One extra run of a live scheduled campaign."""
+        return self._new_run(request, services.campaign_run_now)
 
     def _state_change(self, request: Request, service: Any) -> Response:
         campaign = service(tenant=self.tenant, campaign=self.object, by=request.user)
