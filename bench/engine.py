@@ -1,8 +1,11 @@
 """Engine benchmark: seconds of engine overhead per node, and schedule dispatch lag.
 
 1. A 50-node flow graph of trivial nodes (a chain of Test activities) runs through the engine's
-   real code paths (advance, two-phase execute_node, row locks, outputs, logs) in this process,
-   with Celery in eager mode so that the broker's latency is not counted: seconds per node.
+   real code paths (advance, row locks, outputs, logs) in this process, with Celery in eager mode
+   so that the broker's latency is not counted: seconds per node. Flow activities are cheap, so
+   `advance` executes them itself (`seconds_per_node`); the same chain with inline execution
+   turned off (every node dispatched and run by the two-phase `execute_node`, as targeting and
+   channel activities are) gives `seconds_per_dispatched_node`.
 2. `--tenants` tenants x `--campaigns` live daily campaigns all due at the same fire time; the
    per-tenant dispatcher (`schedules.dispatch_due`, what each tenant's beat entry runs) is called
    for every tenant in turn, as the fan-out does; lag = run creation time - fire time, p50/p99.
@@ -57,9 +60,11 @@ def drain(callbacks: list) -> None:
         callbacks.pop(0)()
 
 
-def per_node(nodes: int) -> float:
+def per_node(nodes: int, *, inline: bool = True) -> float:
     tenant = tenant_create(name="bench", slug=f"{PREFIX}-nodes-{int(time.time())}", by=None)
     app.conf.task_always_eager = True
+    inline_nodes = engine.INLINE_NODES
+    engine.INLINE_NODES = inline_nodes if inline else 0
     pending: list = []
     real_on_commit = transaction.on_commit
     transaction.on_commit = lambda func, using=None, robust=False: pending.append(func)
@@ -78,6 +83,7 @@ def per_node(nodes: int) -> float:
     finally:
         transaction.on_commit = real_on_commit
         app.conf.task_always_eager = False
+        engine.INLINE_NODES = inline_nodes
     return elapsed / nodes
 
 
@@ -140,10 +146,12 @@ def main() -> None:
     args = parser.parse_args()
     try:
         seconds_per_node = statistics.median(per_node(args.nodes) for _ in range(3))
+        seconds_per_dispatched = statistics.median(per_node(args.nodes, inline=False) for _ in range(3))
         lag = dispatch_lag(args.tenants, args.campaigns)
     finally:
         cleanup()
     print(json.dumps({"bench": "engine", "nodes": args.nodes, "seconds_per_node": round(seconds_per_node, 4),
+                      "seconds_per_dispatched_node": round(seconds_per_dispatched, 4),
                       "tenants": args.tenants, "campaigns_per_tenant": args.campaigns, "runs": lag["runs"],
                       "dispatch_lag_p50_s": round(lag["p50"], 2), "dispatch_lag_p99_s": round(lag["p99"], 2)}))
 

@@ -13,6 +13,7 @@ class End(Activity):
     type = "end"
     label = "End"
     group = "flow"
+    runs_inline = True  # cheap: the engine executes it within advance (docs/engine.md)
     description = "Ends a branch, optionally triggering another live campaign."
     outputs = ()
     config_schema = {

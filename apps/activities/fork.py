@@ -13,6 +13,7 @@ class Fork(Activity):
     type = "fork"
     label = "Fork"
     group = "flow"
+    runs_inline = True  # cheap: the engine executes it within advance (docs/engine.md)
     description = "Sends the population down several branches at once."
     max_inputs = 1
     outputs = ()

@@ -17,6 +17,7 @@ class Scheduler(Activity):
     type = "scheduler"
     label = "Scheduler"
     group = "flow"
+    runs_inline = True  # cheap: the engine executes it within advance (docs/engine.md)
     description = "Starts the campaign: now, at a time, on a recurring schedule, or on an API trigger."
     inputs = ()
     min_inputs = 0

@@ -80,6 +80,7 @@ class Test(Activity):
     type = "test"
     label = "Test"
     group = "flow"
+    runs_inline = True  # cheap: the engine executes it within advance (docs/engine.md)
     description = "If/else on event variables and the incoming count: the first condition that holds wins."
     outputs = ()
     config_schema = {

@@ -36,6 +36,7 @@ class WaitActivity(Activity):
     type = "wait"
     label = "Wait"
     group = "flow"
+    runs_inline = True  # cheap: the engine executes it within advance (docs/engine.md)
     description = "Holds the population for a duration, until a date, or until a date from a variable."
     config_schema = {
         "type": "object",

@@ -181,6 +181,23 @@ def test_node_execution_is_idempotent(acme, people, eager):
     assert all(n.executions == 1 for n in nodes_of(run).values())
 
 
+def test_flow_nodes_beyond_the_inline_budget_are_dispatched_and_each_runs_once(acme, people, eager, monkeypatch):
+    """Cheap flow nodes run inside `advance`; past its budget the rest go through execute_node."""
+    monkeypatch.setattr(engine, "INLINE_NODES", 3)
+    marketer = people["acme"]["marketer"].user
+    chain = [{"id": f"t{i}", "type": "test", "config": {"conditions": [
+        {"port": "never", "when": {"count": {"op": "lt", "value": 0}}}]}} for i in range(12)]
+    edges = [("start", "out", "t0")] + [(f"t{i}", "default", f"t{i + 1}") for i in range(11)]
+    campaign, run = start(acme, marketer, graph(*chain, edges=edges), eager=eager)
+    with tenant_scope(acme):
+        run.refresh_from_db()
+        done_logs = RunLog.objects.filter(run=run, message="Test done.").count()
+    assert run.status == "completed", run.error
+    states = nodes_of(run)
+    assert all(n.status == "done" and n.executions == 1 and n.attempts == 1 for n in states.values())
+    assert done_logs == 12
+
+
 @pytest.mark.parametrize("bad,message", [
     ({"nodes": [], "edges": []}, "no activities"),
     ({"nodes": [START, {"id": "x", "type": "nope"}], "edges": []}, "Unknown activity type"),
