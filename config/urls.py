@@ -8,6 +8,7 @@ api_v1 = [
     path("", include("apps.profiles.api.urls")),
     path("", include("apps.audiences.api.urls")),
     path("", include("apps.campaigns.api.urls")),
+    path("", include("apps.channels.api.urls")),
 ]
 
 urlpatterns = [

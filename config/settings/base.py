@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "apps.audiences",
     "apps.activities",
     "apps.campaigns",
+    "apps.channels",
     "apps.portal",
 ]
 
@@ -224,3 +225,7 @@ SCHEDULE_DISPATCH_SECONDS = int(os.environ.get("SCHEDULE_DISPATCH_SECONDS", "15"
 SWEEP_SECONDS = int(os.environ.get("SWEEP_SECONDS", "10"))
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "campaigns@localhost")
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+
+# --- Channels ----------------------------------------------------------------------------------
+# Whether SMTP hosts and webhook URLs may resolve to private/loopback addresses (production: no).
+CHANNELS_ALLOW_PRIVATE_NETWORKS = env_bool("CHANNELS_ALLOW_PRIVATE_NETWORKS", True)

@@ -12,6 +12,7 @@ from .base import *  # noqa: E402, F403
 from .base import env_bool  # noqa: E402
 
 DEBUG = False
+CHANNELS_ALLOW_PRIVATE_NETWORKS = env_bool("CHANNELS_ALLOW_PRIVATE_NETWORKS", False)
 if os.environ.get("SECRET_KEY", "").startswith("dev-only") or not os.environ.get("SECRET_KEY"):
     raise ImproperlyConfigured("SECRET_KEY must be set in production")
 

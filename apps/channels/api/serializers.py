@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from apps.channels.models import ChannelSettings, SmtpSecurity
+
+
+class ChannelSettingsSerializer(serializers.ModelSerializer):
+    """What the API shows: every setting, and for each secret only whether it is set."""
+
+    class Meta:
+        model = ChannelSettings
+        fields = ["smtp_host", "smtp_port", "smtp_security", "smtp_username", "has_smtp_password", "from_email",
+                  "from_name", "reply_to", "sending_domain", "sms_webhook_url", "has_sms_webhook_secret",
+                  "sms_sender", "push_webhook_url", "has_push_webhook_secret", "send_rate_per_second",
+                  "pressure_max_per_day", "pressure_max_per_week", "updated_at"]
+
+
+class ChannelSettingsUpdateSerializer(serializers.Serializer):
+    smtp_host = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    smtp_port = serializers.IntegerField(min_value=1, max_value=65535, required=False)
+    smtp_security = serializers.ChoiceField(choices=SmtpSecurity.choices, required=False)
+    smtp_username = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    smtp_password = serializers.CharField(max_length=1000, required=False, allow_blank=True, write_only=True,
+                                          trim_whitespace=False, help_text='Write only; "" removes it.')
+    from_email = serializers.EmailField(required=False, allow_blank=True)
+    from_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    reply_to = serializers.EmailField(required=False, allow_blank=True)
+    sending_domain = serializers.CharField(max_length=253, required=False, allow_blank=True)
+    sms_webhook_url = serializers.URLField(max_length=500, required=False, allow_blank=True)
+    sms_webhook_secret = serializers.CharField(max_length=500, required=False, allow_blank=True, write_only=True,
+                                               trim_whitespace=False)
+    sms_sender = serializers.CharField(max_length=32, required=False, allow_blank=True)
+    push_webhook_url = serializers.URLField(max_length=500, required=False, allow_blank=True)
+    push_webhook_secret = serializers.CharField(max_length=500, required=False, allow_blank=True, write_only=True,
+                                                trim_whitespace=False)
+    send_rate_per_second = serializers.IntegerField(min_value=1, max_value=100_000, required=False)
+    pressure_max_per_day = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    pressure_max_per_week = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+
+
+class TestEmailSerializer(serializers.Serializer):
+    to = serializers.EmailField()
+
+
+class TestSmsSerializer(serializers.Serializer):
+    to = serializers.RegexField(r"^\+?[0-9]{6,15}$", help_text="A phone number in E.164 form.")
+
+
+class TestPushSerializer(serializers.Serializer):
+    to = serializers.CharField(max_length=4096, help_text="A device token.")
+
+
+class TestSendResultSerializer(serializers.Serializer):
+    sent = serializers.BooleanField()
+    channel = serializers.CharField()
+    message_id = serializers.CharField()
+
+

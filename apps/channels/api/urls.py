@@ -1,0 +1,10 @@
+from django.urls import path
+
+from apps.channels.api import views
+
+urlpatterns = [
+    path("channels/settings", views.ChannelSettingsView.as_view(), name="channel-settings"),
+    path("channels/settings/test-email", views.TestEmailView.as_view(), name="channel-test-email"),
+    path("channels/settings/test-sms", views.TestSmsView.as_view(), name="channel-test-sms"),
+    path("channels/settings/test-push", views.TestPushView.as_view(), name="channel-test-push"),
+]

@@ -1,0 +1,258 @@
+"""Providers hand rendered messages to the outside world: SMTP for e-mail, signed HTTP webhooks
+for SMS and push. Each keeps one connection open for a whole batch, and every message carries
+its idempotency key (SMTP `Message-ID`, webhook `Idempotency-Key` header) so that a batch
+retried after a crash is recognisable by the receiver.
+
+A result is `sent`, `failed` (permanent: the address or the payload was refused) or `retry`
+(transient: connection lost, 4xx SMTP, 5xx / 429 HTTP)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import ipaddress
+import json
+import smtplib
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+from apps.channels import encryption
+from apps.channels.models import ChannelSettings, SmtpSecurity
+
+TIMEOUT_SECONDS = 15
+SIGNATURE_HEADER = "X-Campaigns-Signature"
+TIMESTAMP_HEADER = "X-Campaigns-Timestamp"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+SENT, FAILED, RETRY = "sent", "failed", "retry"
+
+
+class ProviderError(Exception):
+    """The provider cannot be used at all (not configured, unreachable, refused login)."""
+
+
+@dataclass
+class Result:
+    outcome: str                 # sent | failed | retry
+    detail: str = ""
+    is_hard_bounce: bool = False  # the address itself was refused for good
+
+    @property
+    def is_sent(self) -> bool:
+        return self.outcome == SENT
+
+
+@dataclass
+class Email:
+    to: str
+    subject: str
+    html: str
+    text: str
+    message_id: str              # without angle brackets: "<key>@<domain>"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+# Destinations ----------------------------------------------------------------------------------
+
+def check_destination(host: str) -> None:
+    """Refuse hosts that resolve to private, loopback or link-local addresses (a tenant admin must
+    not make the platform talk to its own network), unless CHANNELS_ALLOW_PRIVATE_NETWORKS."""
+    if not host:
+        raise ProviderError("No host is configured.")
+    if getattr(settings, "CHANNELS_ALLOW_PRIVATE_NETWORKS", False):
+        return
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except socket.gaierror as exc:
+        raise ProviderError(f"Cannot resolve {host}: {exc.strerror}.") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global or address.is_multicast:
+            raise ProviderError(f"{host} resolves to a non-public address; refused.")
+
+
+# E-mail ----------------------------------------------------------------------------------------
+
+def build_email(config: ChannelSettings, email: Email) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = formataddr((config.from_name, config.from_email)) if config.from_name else config.from_email
+    message["To"] = email.to
+    message["Subject"] = email.subject
+    if config.reply_to:
+        message["Reply-To"] = config.reply_to
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = f"<{email.message_id}>"
+    for name, value in email.headers.items():
+        message[name] = value
+    message.set_content(email.text or " ", subtype="plain", charset="utf-8")
+    if email.html:
+        message.add_alternative(email.html, subtype="html", charset="utf-8")
+    return message
+
+
+class SmtpSender:
+    """One SMTP session for a batch: `with SmtpSender(config) as smtp: smtp.send(email)`."""
+
+    def __init__(self, config: ChannelSettings) -> None:
+        self.config = config
+        self.connection: smtplib.SMTP | None = None
+
+    def __enter__(self) -> SmtpSender:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        config = self.config
+        if not config.smtp_host or not config.from_email:
+            raise ProviderError("E-mail is not configured: set the SMTP host and the from address.")
+        check_destination(config.smtp_host)
+        try:
+            if config.smtp_security == SmtpSecurity.TLS:
+                connection = smtplib.SMTP_SSL(config.smtp_host, config.smtp_port, timeout=TIMEOUT_SECONDS,
+                                              context=ssl.create_default_context())
+            else:
+                connection = smtplib.SMTP(config.smtp_host, config.smtp_port, timeout=TIMEOUT_SECONDS)
+                if config.smtp_security == SmtpSecurity.STARTTLS:
+                    connection.starttls(context=ssl.create_default_context())
+            if config.smtp_username:
+                connection.login(config.smtp_username, encryption.decrypt(config.smtp_password_encrypted))
+        except smtplib.SMTPAuthenticationError as exc:
+            raise ProviderError(f"The SMTP server refused the login: {exc.smtp_code} {_text(exc.smtp_error)}") from None
+        except (OSError, smtplib.SMTPException, ValueError) as exc:
+            raise ProviderError(f"Cannot connect to {config.smtp_host}:{config.smtp_port}: {exc}") from None
+        self.connection = connection
+
+    def close(self) -> None:
+        if self.connection is not None:
+            try:
+                self.connection.quit()
+            except (OSError, smtplib.SMTPException):
+                self.connection.close()
+            self.connection = None
+
+    def send(self, email: Email) -> Result:
+        if self.connection is None:
+            try:
+                self.connect()
+            except ProviderError as exc:
+                return Result(RETRY, str(exc))
+        message = build_email(self.config, email)
+        try:
+            refused = self.connection.send_message(message, from_addr=self.config.from_email, to_addrs=[email.to])
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, reason = next(iter(exc.recipients.values()), (550, b""))
+            return _smtp_refusal(code, reason)
+        except smtplib.SMTPResponseException as exc:
+            return _smtp_refusal(exc.smtp_code, exc.smtp_error)
+        except (OSError, smtplib.SMTPException) as exc:
+            self.connection = None  # the session is gone: reconnect for the next message
+            return Result(RETRY, f"SMTP connection lost: {exc}")
+        if refused:
+            code, reason = next(iter(refused.values()))
+            return _smtp_refusal(code, reason)
+        return Result(SENT)
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _smtp_refusal(code: int, reason: Any) -> Result:
+    detail = f"SMTP {code} {_text(reason)}".strip()
+    if 500 <= code < 600:
+        # 550/551/553: the mailbox does not exist or is not accepted: a hard bounce.
+        return Result(FAILED, detail, is_hard_bounce=code in (550, 551, 553))
+    return Result(RETRY, detail)
+
+
+# Webhooks --------------------------------------------------------------------------------------
+
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    """`sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">` keyed with the webhook's secret."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def verify_signature(secret: str, timestamp: str, body: bytes, given: str, *, tolerance: int = 300) -> bool:
+    try:
+        age = abs(time.time() - int(timestamp))
+    except (TypeError, ValueError):
+        return False
+    return age <= tolerance and hmac.compare_digest(signature(secret, timestamp, body), given or "")
+
+
+class WebhookSender:
+    """POSTs JSON payloads to one URL over a kept-alive connection, each signed and carrying its
+    idempotency key."""
+
+    def __init__(self, url: str, secret_encrypted: str, *, channel: str) -> None:
+        if not url:
+            raise ProviderError(f"{channel.upper()} is not configured: set the webhook URL.")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ProviderError("The webhook URL must be http(s)://host/...")
+        self.url = url
+        self.parts = parts
+        self.secret = encryption.decrypt(secret_encrypted)
+        self.connection: http.client.HTTPConnection | None = None
+
+    def __enter__(self) -> WebhookSender:
+        check_destination(self.parts.hostname or "")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self.connection is None:
+            port = self.parts.port
+            if self.parts.scheme == "https":
+                self.connection = http.client.HTTPSConnection(self.parts.hostname, port, timeout=TIMEOUT_SECONDS,
+                                                              context=ssl.create_default_context())
+            else:
+                self.connection = http.client.HTTPConnection(self.parts.hostname, port, timeout=TIMEOUT_SECONDS)
+        return self.connection
+
+    def post(self, payload: dict[str, Any], idempotency_key: str) -> Result:
+        body = json.dumps(payload, separators=(",", ":"), default=str).encode()
+        timestamp = str(int(time.time()))
+        headers = {"Content-Type": "application/json", IDEMPOTENCY_HEADER: idempotency_key,
+                   TIMESTAMP_HEADER: timestamp, "User-Agent": "campaigns-backoffice"}
+        if self.secret:
+            headers[SIGNATURE_HEADER] = signature(self.secret, timestamp, body)
+        path = self.parts.path or "/"
+        if self.parts.query:
+            path = f"{path}?{self.parts.query}"
+        for attempt in range(2):  # a kept-alive connection the server closed: reconnect once
+            try:
+                connection = self._connection()
+                connection.request("POST", path, body=body, headers=headers)
+                response = connection.getresponse()
+                text = response.read(2000).decode(errors="replace")
+                break
+            except (OSError, http.client.HTTPException) as exc:
+                if self.connection is not None:
+                    self.connection.close()
+                self.connection = None
+                if attempt == 1:
+                    return Result(RETRY, f"Webhook unreachable: {exc}")
+        if 200 <= response.status < 300:
+            return Result(SENT)
+        detail = f"HTTP {response.status} {text[:200]}".strip()
+        if response.status in (408, 425, 429) or response.status >= 500:
+            return Result(RETRY, detail)
+        return Result(FAILED, detail)

@@ -1,0 +1,140 @@
+"""Real receivers on loopback: an SMTP server (aiosmtpd) and an HTTP server that record what
+arrives, for tests and the delivery benchmark."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import socket
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    message: Any  # email.message.EmailMessage
+
+    @property
+    def message_id(self) -> str:
+        return str(self.message["Message-ID"])
+
+
+class _Handler:
+    def __init__(self, sink: SmtpSink) -> None:
+        self.sink = sink
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.sink.refuse:
+            return "550 5.1.1 No such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        message = email.message_from_bytes(envelope.original_content or envelope.content, policy=email.policy.SMTP)
+        with self.sink.lock:
+            self.sink.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))
+        return "250 Message accepted for delivery"
+
+
+class SmtpSink:
+    """`with SmtpSink() as sink:` an SMTP server on 127.0.0.1:<sink.port>. With `username`, it
+    requires AUTH LOGIN/PLAIN with that user and `password` (over plain text: loopback only)."""
+
+    def __init__(self, *, username: str | None = None, password: str | None = None) -> None:
+        self.port = free_port()
+        self.messages: list[Received] = []
+        self.refuse: set[str] = set()
+        self.lock = threading.Lock()
+        self.username, self.password = username, password
+        kwargs: dict[str, Any] = {}
+        if username:
+            kwargs = {"auth_required": True, "auth_require_tls": False, "authenticator": self._authenticate}
+        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port, **kwargs)
+
+    def _authenticate(self, server, session, envelope, mechanism, auth_data):
+        ok = (isinstance(auth_data, LoginPassword) and auth_data.login.decode() == self.username
+              and auth_data.password.decode() == self.password)
+        return AuthResult(success=ok, handled=False)
+
+    def __enter__(self) -> SmtpSink:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.controller.stop()
+
+    def message_ids(self) -> list[str]:
+        with self.lock:
+            return [m.message_id for m in self.messages]
+
+
+@dataclass
+class Request:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class HttpSink:
+    """`with HttpSink() as sink:` an HTTP/1.1 server on 127.0.0.1 recording every POST; it answers
+    `status` (a callable of the request may decide per request)."""
+
+    status: Any = 200
+    requests: list[Request] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.lock = threading.Lock()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                request = Request(self.path, {k: v for k, v in self.headers.items()}, self.rfile.read(length))
+                status = sink.status(request) if callable(sink.status) else sink.status
+                if status < 300:
+                    with sink.lock:
+                        sink.requests.append(request)
+                body = b'{"ok": true}' if status < 300 else b'{"error": "refused"}'
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+
+    def __enter__(self) -> HttpSink:
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
