@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "apps.activities",
     "apps.campaigns",
     "apps.channels",
+    "apps.approvals",
     "apps.portal",
 ]
 
