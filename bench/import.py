@@ -29,6 +29,8 @@ import time
 import uuid
 from pathlib import Path
 
+from psycopg import sql
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
@@ -86,16 +88,19 @@ def reference(path: Path) -> float:
     table = f"bench_import_ref_{uuid.uuid4().hex[:8]}"
     with connection.cursor() as cursor:
         raw = cursor.cursor
-        raw.execute(f"CREATE TABLE {table} ({', '.join(f'{c} text' for c in COLUMNS)}, extra text)")
+        ident = sql.Identifier(table)
+        columns = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
+        raw.execute(sql.SQL("CREATE TABLE {} ({}, extra text)").format(
+            ident, sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in COLUMNS)))
         try:
             started = time.perf_counter()
             with open(path, "rb") as handle, raw.copy(
-                    f"COPY {table} ({', '.join(COLUMNS)}) FROM STDIN (FORMAT csv, HEADER true)") as copy:
+                    sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, HEADER true)").format(ident, columns)) as copy:
                 for chunk in iter(lambda: handle.read(1 << 20), b""):
                     copy.write(chunk)
             return time.perf_counter() - started
         finally:
-            raw.execute(f"DROP TABLE {table}")
+            raw.execute(sql.SQL("DROP TABLE {}").format(ident))
 
 
 def fresh_tenant() -> Tenant:
@@ -130,7 +135,7 @@ def remove(tenant: Tenant) -> None:
         cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'schemas_record' AND indexname LIKE %s",
                        [f"schemas_rec_t{tenant.pk}\\_%"])
         for (name,) in cursor.fetchall():
-            cursor.execute(f'DROP INDEX IF EXISTS "{name}"')
+            cursor.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(name)).as_string(cursor.connection))
     PeriodicTask.objects.filter(name=f"dispatch schedules of tenant {tenant.slug}").delete()
     with transaction.atomic():
         with connection.cursor() as cursor:

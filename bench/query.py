@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from psycopg import sql
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
@@ -39,7 +41,7 @@ def bench_database_url(base_url: str) -> tuple[str, str]:
     return name, urlunsplit(parts._replace(path="/" + name))
 
 
-def server_command(base_url: str, statement: str) -> None:
+def server_command(base_url: str, statement: Any) -> None:
     import psycopg
 
     parts = urlsplit(base_url)
@@ -257,8 +259,8 @@ def main() -> None:
     name, url = bench_database_url(base_url)
     reuse = args.keep and database_exists(base_url, name)
     if not reuse:
-        server_command(base_url, f'DROP DATABASE IF EXISTS "{name}"')
-        server_command(base_url, f'CREATE DATABASE "{name}"')
+        server_command(base_url, sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        server_command(base_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     os.environ["DATABASE_URL"] = url
 
     import django
@@ -280,8 +282,8 @@ def main() -> None:
         if tenant is None:
             if reuse:
                 connection.close()
-                server_command(base_url, f'DROP DATABASE IF EXISTS "{name}"')
-                server_command(base_url, f'CREATE DATABASE "{name}"')
+                server_command(base_url, sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+                server_command(base_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
             call_command("migrate", verbosity=0)
             now = timezone.now().replace(microsecond=0)
             started = time.perf_counter()
@@ -318,7 +320,7 @@ def main() -> None:
     finally:
         connection.close()
         if not args.keep:
-            server_command(base_url, f'DROP DATABASE IF EXISTS "{name}"')
+            server_command(base_url, sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
 
 
 if __name__ == "__main__":

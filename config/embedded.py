@@ -49,9 +49,12 @@ def postgres_url(data_dir: Path, database: str = DATABASE_NAME) -> str:
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(_pgdata(data_dir), cleanup_mode=None)
-    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
+    from psycopg import sql
+
+    name, literal = sql.Identifier(database).as_string(None), sql.Literal(database).as_string(None)
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = {literal};")
     if "(1 row)" not in exists:
-        server.psql(f'CREATE DATABASE "{database}";')
+        server.psql(f"CREATE DATABASE {name};")
     # pgserver's URI is postgresql://postgres:@/<db>?host=<socket dir>
     return server.get_uri(database)
 

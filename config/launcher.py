@@ -10,7 +10,8 @@ they start the embedded PostgreSQL / Redis of `config.embedded` under the data d
 run never touches the demo's data), export the URLs to every child, and stop the servers again
 on exit. Several launchers may share one data directory: the last one out stops the servers.
 
-`run` migrates, collects static files when they changed, seeds the demo tenants, then starts
+`run` migrates, collects static files when they changed, seeds the demo tenants, declares the
+periodic tasks (sweeper, nightly purge, a schedule dispatcher per tenant), then starts
 web (runserver), a Celery worker and Celery Beat, prefixes and interleaves their output, and
 stops all of them on Ctrl-C / SIGTERM (exit 0) or as soon as one of them dies (exit 1)."""
 
@@ -324,6 +325,7 @@ def _start_and_watch(supervisor: Supervisor, host: str, port: int, password: str
     if collectstatic_needed():
         setup.append(("collectstatic", [python, manage, "collectstatic", "--noinput", "-v", "0"]))
     setup.append(("seed_demo", [python, manage, "seed_demo", "--password", password]))
+    setup.append(("periodic tasks", [python, manage, "setup_periodic_tasks"]))
     for label, argv in setup:
         say("launcher", f"{label}...")
         code = supervisor.step("setup", argv)

@@ -33,9 +33,12 @@ def django_db_setup(django_db_setup, django_db_blocker):
     """Let transactional tests wipe the append-only audit table between tests (TRUNCATE only;
     row UPDATE/DELETE stay refused, see apps/tenants/migrations/0002_audit_immutable.py)."""
     from django.db import connection
+    from psycopg import sql
 
     with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute(f'ALTER DATABASE "{connection.settings_dict["NAME"]}" SET campaigns.allow_audit_truncate = \'on\'')
+        statement = sql.SQL("ALTER DATABASE {} SET campaigns.allow_audit_truncate = 'on'").format(
+            sql.Identifier(connection.settings_dict["NAME"]))
+        cursor.execute(statement.as_string(cursor.connection))
         cursor.execute("SET campaigns.allow_audit_truncate = 'on'")
 
 

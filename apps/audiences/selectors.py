@@ -8,6 +8,7 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Q, QuerySet
+from psycopg import sql
 
 from apps.audiences.models import Audience
 from apps.core.errors import NotFound
@@ -71,18 +72,21 @@ def audience_preview(*, tenant: Tenant, audience: Audience, sample_size: int = 2
     keys, params = audience_keys_sql(tenant=tenant, audience=audience)
     size = max(0, min(int(sample_size), MAX_SAMPLE))
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT count(*) FROM ({keys}) a", params)
+        cursor.execute(sql.SQL("SELECT count(*) FROM ({}) a").format(sql.SQL(keys)).as_string(cursor.connection),
+                       params)
         count = cursor.fetchone()[0]
         rows: list[tuple[str, Any]] = []
         if size and count:
-            cursor.execute(_records_sql(keys) + " LIMIT %s", [*_records_params(tenant, audience), *params, size])
+            cursor.execute(sql.SQL("{} LIMIT %s").format(_records_sql(keys)).as_string(cursor.connection),
+                           [*_records_params(tenant, audience), *params, size])
             rows = cursor.fetchall()
     return {"count": count, "sample": [{"key": key, "values": _json(values)} for key, values in rows]}
 
 
-def _records_sql(keys: str) -> str:
-    return (f"SELECT r.key, r.attributes FROM schemas_record r "
-            f"WHERE r.tenant_id = %s AND r.schema_id = %s AND r.key IN ({keys}) ORDER BY r.key")
+def _records_sql(keys: str) -> sql.Composable:
+    """Records of the audience's members; `keys` is a statement from `audience_keys_sql`."""
+    return sql.SQL("SELECT r.key, r.attributes FROM schemas_record r "
+                   "WHERE r.tenant_id = %s AND r.schema_id = %s AND r.key IN ({}) ORDER BY r.key").format(sql.SQL(keys))
 
 
 def _records_params(tenant: Tenant, audience: Audience) -> list[Any]:
@@ -106,7 +110,7 @@ def audience_member_rows(*, tenant: Tenant, audience: Audience) -> Iterator[tupl
 
     def rows() -> Iterator[tuple[str, dict[str, Any]]]:
         with transaction.atomic(), connection.chunked_cursor() as cursor:
-            cursor.execute(statement, all_params)
+            cursor.execute(statement.as_string(connection.connection), all_params)
             while batch := cursor.fetchmany(EXPORT_BATCH):
                 for key, values in batch:
                     yield key, _json(values)

@@ -68,10 +68,6 @@ class PopulationStore:
         self.execute(sql.SQL("ANALYZE {}").format(ident))
         return Population(table=table, count=count, dimension=dimension, columns=list(columns))
 
-    def empty(self, port: str, *, like: Population) -> Population:
-        """An empty population with the same shape as `like`."""
-        return self.create(port, sql.SQL("SELECT * FROM {} WHERE false").format(table_ident(like.table)),
-                           columns=like.columns, dimension=like.dimension) if like.table else Population.token()
 
 
 def sample(cursor: Any, population: Population, *, limit: int = 20, offset: int = 0) -> dict[str, Any]:
@@ -86,13 +82,6 @@ def sample(cursor: Any, population: Population, *, limit: int = 20, offset: int 
     )
     names = [d.name for d in cursor.description]
     return {"columns": names, "rows": [list(row) for row in cursor.fetchall()], "count": population.count}
-
-
-def keys(cursor: Any, population: Population) -> set[str]:
-    if population.table is None:
-        return set()
-    cursor.execute(sql.SQL("SELECT key FROM {}").format(table_ident(population.table)).as_string(cursor.connection))
-    return {row[0] for row in cursor.fetchall()}
 
 
 def drop_run_tables(cursor: Any, run_id: int) -> int:

@@ -44,6 +44,12 @@ def _require(tenant: Tenant, by: User | None, capability: str) -> None:
         raise PermissionDenied()
 
 
+def _lock(tenant: Tenant, campaign: Campaign, by: User | None, capability: str) -> Campaign:
+    """Check `by` may do this, then lock the campaign's row (within `tenant`) for the change."""
+    _require(tenant, by, capability)
+    return Campaign.objects.select_for_update().get(tenant=tenant, pk=campaign.pk)
+
+
 def _illegal(campaign: Campaign, action: str) -> Conflict:
     return Conflict(f"Cannot {action} a campaign that is {campaign.get_status_display().lower()}.",
                     code="illegal_transition")
@@ -122,8 +128,7 @@ CAMPAIGN_EDITABLE = ("name", "description", "tags", "variables", "settings", "di
 
 @transaction.atomic
 def campaign_update(*, tenant: Tenant, campaign: Campaign, by: User | None, **changes: Any) -> Campaign:
-    _require(tenant, by, "campaigns.build")
-    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    campaign = _lock(tenant, campaign, by, "campaigns.build")
     if campaign.status == CampaignStatus.ARCHIVED:
         raise _illegal(campaign, "edit")
     if "variables" in changes:
@@ -152,8 +157,7 @@ def draft_update(*, tenant: Tenant, campaign: Campaign, by: User | None, graph: 
                  revision: int | None = None) -> CampaignVersion:
     """Save the draft graph. Editing a published campaign starts a new draft version. With
     `revision`, a concurrent save by someone else is a conflict, never a silent overwrite."""
-    _require(tenant, by, "campaigns.build")
-    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    campaign = _lock(tenant, campaign, by, "campaigns.build")
     if campaign.status == CampaignStatus.ARCHIVED:
         raise _illegal(campaign, "edit")
     if not isinstance(graph, dict):
@@ -205,8 +209,7 @@ def _ensure_valid(campaign: Campaign, graph: dict[str, Any]) -> None:
 def campaign_publish(*, tenant: Tenant, campaign: Campaign, by: User | None) -> CampaignVersion:
     """Validate the draft and freeze it. A live campaign keeps running its current version until
     it is started again."""
-    _require(tenant, by, "campaigns.build")
-    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    campaign = _lock(tenant, campaign, by, "campaigns.build")
     if campaign.status == CampaignStatus.ARCHIVED:
         raise _illegal(campaign, "publish")
     version = draft_version(campaign)
@@ -259,8 +262,7 @@ def campaign_start(*, tenant: Tenant, campaign: Campaign, by: User | None,
                    variables: dict[str, Any] | None = None) -> Run | None:
     """Make the published version live: run it now (as soon as possible), or arm its schedule,
     or wait for API triggers, as its Scheduler says."""
-    _require(tenant, by, "campaigns.run")
-    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    campaign = _lock(tenant, campaign, by, "campaigns.run")
     if campaign.status in (CampaignStatus.ARCHIVED, CampaignStatus.LIVE, CampaignStatus.PAUSED):
         raise _illegal(campaign, "start")
     version = campaign.versions.filter(status=VersionStatus.PUBLISHED).order_by("-number").first()
@@ -286,8 +288,7 @@ def campaign_start(*, tenant: Tenant, campaign: Campaign, by: User | None,
 def campaign_run_now(*, tenant: Tenant, campaign: Campaign, by: User | None,
                      variables: dict[str, Any] | None = None) -> Run:
     """"Run now": one extra run of a live scheduled campaign, outside its schedule."""
-    _require(tenant, by, "campaigns.run")
-    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    campaign = _lock(tenant, campaign, by, "campaigns.run")
     if campaign.status != CampaignStatus.LIVE:
         raise _illegal(campaign, "run")
     run = run_create(tenant=tenant, campaign=campaign, version=campaign.live_version, trigger=RunTrigger.MANUAL,
@@ -301,8 +302,7 @@ def campaign_test(*, tenant: Tenant, campaign: Campaign, by: User | None,
                   variables: dict[str, Any] | None = None) -> Run:
     """Run the current draft (or latest version) in test mode: every activity computes its real
     counts; channels render samples and send nothing; nothing is written to the tenant's data."""
-    _require(tenant, by, "campaigns.run")
-    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    campaign = _lock(tenant, campaign, by, "campaigns.run")
     if campaign.status == CampaignStatus.ARCHIVED:
         raise _illegal(campaign, "test")
     version = draft_version(campaign)
@@ -317,8 +317,7 @@ def campaign_test(*, tenant: Tenant, campaign: Campaign, by: User | None,
 def campaign_trigger(*, tenant: Tenant, campaign: Campaign, by: User | None,
                      variables: dict[str, Any] | None = None) -> Run:
     """An API trigger with event variables starts one run of the live version."""
-    _require(tenant, by, "campaigns.run")
-    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    campaign = _lock(tenant, campaign, by, "campaigns.run")
     if campaign.status != CampaignStatus.LIVE:
         raise _illegal(campaign, "trigger")
     interval = int((campaign.settings or {}).get("min_trigger_interval_seconds", 0) or 0)
@@ -343,8 +342,7 @@ def _active_runs(campaign: Campaign):
 
 @transaction.atomic
 def campaign_pause(*, tenant: Tenant, campaign: Campaign, by: User | None) -> Campaign:
-    _require(tenant, by, "campaigns.run")
-    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    campaign = _lock(tenant, campaign, by, "campaigns.run")
     if campaign.status != CampaignStatus.LIVE:
         raise _illegal(campaign, "pause")
     campaign.status = CampaignStatus.PAUSED
@@ -361,8 +359,7 @@ def campaign_pause(*, tenant: Tenant, campaign: Campaign, by: User | None) -> Ca
 
 @transaction.atomic
 def campaign_resume(*, tenant: Tenant, campaign: Campaign, by: User | None) -> Campaign:
-    _require(tenant, by, "campaigns.run")
-    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    campaign = _lock(tenant, campaign, by, "campaigns.run")
     if campaign.status != CampaignStatus.PAUSED:
         raise _illegal(campaign, "resume")
     campaign.status = CampaignStatus.LIVE
@@ -380,8 +377,7 @@ def campaign_resume(*, tenant: Tenant, campaign: Campaign, by: User | None) -> C
 
 @transaction.atomic
 def campaign_stop(*, tenant: Tenant, campaign: Campaign, by: User | None) -> Campaign:
-    _require(tenant, by, "campaigns.run")
-    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    campaign = _lock(tenant, campaign, by, "campaigns.run")
     if campaign.status not in (CampaignStatus.LIVE, CampaignStatus.PAUSED, CampaignStatus.FAILED):
         raise _illegal(campaign, "stop")
     campaign.status = CampaignStatus.STOPPED
@@ -453,8 +449,7 @@ def campaign_duplicate(*, tenant: Tenant, campaign: Campaign, by: User | None, n
 
 @transaction.atomic
 def campaign_archive(*, tenant: Tenant, campaign: Campaign, by: User | None) -> Campaign:
-    _require(tenant, by, "campaigns.build")
-    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    campaign = _lock(tenant, campaign, by, "campaigns.build")
     if campaign.status in (CampaignStatus.LIVE, CampaignStatus.PAUSED):
         raise Conflict("Stop the campaign before archiving it.", code="illegal_transition")
     if campaign.status == CampaignStatus.ARCHIVED:
@@ -468,8 +463,7 @@ def campaign_archive(*, tenant: Tenant, campaign: Campaign, by: User | None) -> 
 @transaction.atomic
 def campaign_back_to_draft(*, tenant: Tenant, campaign: Campaign, by: User | None) -> Campaign:
     """Allowed only while a scheduled campaign has not run yet."""
-    _require(tenant, by, "campaigns.build")
-    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    campaign = _lock(tenant, campaign, by, "campaigns.build")
     if campaign.status not in (CampaignStatus.LIVE, CampaignStatus.PUBLISHED, CampaignStatus.PAUSED):
         raise _illegal(campaign, "return to draft")
     if campaign.has_run or Run.objects.filter(campaign=campaign, is_test=False).exists():

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.db import connection
 from django.db.models import Prefetch, Q, QuerySet
 from django.db.models.expressions import RawSQL
+from psycopg import sql
 
 from apps.core.errors import ApplicationError, NotFound
 from apps.schemas.models import DataSchema, Field, FieldType, Link, Record
@@ -77,8 +79,8 @@ def record_list(*, tenant: Tenant, schema: DataSchema, search: str | None = None
             from apps.schemas.query import compile_filter
 
             compiled = compile_filter(tenant=tenant, schema=schema, tree=tree, variables=variables or {}, alias="r")
-            qs = qs.filter(id__in=RawSQL(f"SELECT r.id FROM schemas_record r WHERE {compiled.as_string()}",
-                                         compiled.params))
+            subquery = sql.SQL("SELECT r.id FROM schemas_record r WHERE {}").format(compiled.sql)
+            qs = qs.filter(id__in=RawSQL(subquery.as_string(connection.connection), compiled.params))
         return qs.order_by("key")
 
 

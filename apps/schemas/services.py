@@ -62,10 +62,10 @@ def _identifier(value: Any, field: str) -> str:
 def _lock_schema(schema: DataSchema, *, exclusive: bool) -> None:
     """Serialise on the schema row: FOR UPDATE for schema changes, FOR KEY SHARE for record
     writes (which then do not wait for each other)."""
-    mode = "FOR UPDATE" if exclusive else "FOR KEY SHARE"
+    statement = ("SELECT 1 FROM schemas_dataschema WHERE tenant_id = %s AND id = %s FOR UPDATE" if exclusive
+                 else "SELECT 1 FROM schemas_dataschema WHERE tenant_id = %s AND id = %s FOR KEY SHARE")
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT 1 FROM schemas_dataschema WHERE tenant_id = %s AND id = %s {mode}",
-                       [schema.tenant_id, schema.pk])
+        cursor.execute(statement, [schema.tenant_id, schema.pk])
 
 
 def _names_in_use(schema: DataSchema) -> set[str]:

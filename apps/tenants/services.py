@@ -153,5 +153,3 @@ def member_update(*, tenant: Tenant, membership: Membership, by: User | None, ro
     return membership
 
 
-def member_deactivate(*, tenant: Tenant, membership: Membership, by: User | None) -> Membership:
-    return member_update(tenant=tenant, membership=membership, by=by, is_active=False)

@@ -7,6 +7,7 @@ import io
 
 import pytest
 from django.db import connection
+from psycopg import sql
 
 from apps.audiences.models import AudienceMember
 from apps.audiences.selectors import audience_get, audience_keys_sql
@@ -34,7 +35,8 @@ def keys_of(tenant, audience_id):
     audience = audience_get(tenant=tenant, id=audience_id)
     statement, params = audience_keys_sql(tenant=tenant, audience=audience)
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT key FROM ({statement}) a ORDER BY key", params)
+        cursor.execute(sql.SQL("SELECT key FROM ({}) a ORDER BY key").format(sql.SQL(statement)).as_string(cursor.connection),
+                       params)
         return [row[0] for row in cursor.fetchall()]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
+from psycopg import sql
 
 from apps.schemas import indexes
 from apps.schemas.models import DataSchema
@@ -35,7 +36,7 @@ def drop_record_indexes():
         cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'schemas_record' "
                        "AND indexname LIKE 'schemas\\_rec\\_t%'")
         for (name,) in cursor.fetchall():
-            cursor.execute(f'DROP INDEX IF EXISTS "{name}"')
+            cursor.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(name)).as_string(cursor.connection))
 
 
 def record_indexes(tenant, schema) -> dict[str, str]:
