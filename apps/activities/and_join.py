@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from apps.activities.base import Activity, Done, ExecutionContext, Population, Problem, ValidationContext
+from apps.activities.base import Activity, Done, ExecutionContext, Population, Shape, ValidationContext, first_shape
 from apps.activities.registry import register
 
 
@@ -24,8 +24,12 @@ class AndJoin(Activity):
         },
     }
 
-    def validate(self, config: dict[str, Any], ctx: ValidationContext) -> list[Problem]:
-        return []
+    def output_shapes(self, config: dict[str, Any], inputs: list[Shape], ctx: ValidationContext) -> dict[str, Shape]:
+        main = config.get("main_input")
+        for source, shape in zip(ctx.input_sources, inputs, strict=False):
+            if source == main:
+                return {"out": shape}
+        return {"out": first_shape(inputs)}
 
     def execute(self, config: dict[str, Any], ctx: ExecutionContext, inputs: list[Population]) -> Done:
         main = config.get("main_input")

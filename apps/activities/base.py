@@ -39,6 +39,25 @@ class Column:
         return {"name": self.name, "type": self.type}
 
 
+@dataclass(frozen=True)
+class Shape:
+    """What a transition carries, as known when a graph is validated: records of `dimension`
+    with extra `columns`, or a bare token (`dimension` None)."""
+
+    dimension: str | None
+    columns: tuple[Column, ...] = ()
+
+    @property
+    def is_token(self) -> bool:
+        return self.dimension is None
+
+    def column(self, name: str) -> Column | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+
+TOKEN = Shape(None)
+
+
 @dataclass
 class Population:
     """A set of records flowing on a transition: rows of a working table (`key` plus `columns`),
@@ -53,9 +72,6 @@ class Population:
     def is_token(self) -> bool:
         return self.table is None
 
-    def column(self, name: str) -> Column | None:
-        return next((c for c in self.columns if c.name == name), None)
-
     def as_dict(self) -> dict[str, Any]:
         return {"table": self.table, "count": self.count, "dimension": self.dimension,
                 "columns": [c.as_dict() for c in self.columns]}
@@ -68,6 +84,10 @@ class Population:
     @classmethod
     def token(cls) -> Population:
         return cls(table=None)
+
+    @property
+    def shape(self) -> Shape:
+        return Shape(None if self.is_token else self.dimension, tuple(self.columns))
 
 
 @dataclass
@@ -101,6 +121,10 @@ class ValidationContext:
     schemas: dict[str, DataSchema]        # the tenant's schemas by name
     node_id: str = ""
     campaign: Any = None
+    # What arrives on each incoming transition of the node being checked, in edge order; None
+    # when it cannot be known (the graph has a cycle or an upstream node is invalid).
+    inputs: list[Shape] | None = None
+    input_sources: list[str] = field(default_factory=list)  # source activity of each input, in order
 
     def problem(self, message: str, path: str = "") -> Problem:
         return Problem(message=message, node=self.node_id, path=path)
@@ -146,6 +170,12 @@ class Activity:
         """The ports this node offers with this config (Fork, Test and Split name their own)."""
         return list(self.outputs)
 
+    def output_shapes(self, config: dict[str, Any], inputs: list[Shape], ctx: ValidationContext) -> dict[str, Shape]:
+        """What each output port carries, given what arrives (called on a valid config only).
+        By default every port passes on the first input that carries records."""
+        shape = first_shape(inputs)
+        return dict.fromkeys(self.output_ports(config), shape)
+
     def check_config(self, config: Any, ctx: ValidationContext) -> list[Problem]:
         validator = jsonschema.Draft202012Validator(self.config_schema)
         problems = []
@@ -170,6 +200,11 @@ class Activity:
             "min_inputs": cls.min_inputs, "max_inputs": cls.max_inputs, "is_start": cls.is_start,
             "is_channel": cls.is_channel, "config_schema": cls.config_schema,
         }
+
+
+def first_shape(inputs: list[Shape]) -> Shape:
+    """The shape arriving on a single-input activity (a token when nothing carries records)."""
+    return next((shape for shape in inputs if not shape.is_token), TOKEN)
 
 
 def first_population(inputs: list[Population]) -> Population:

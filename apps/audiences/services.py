@@ -8,6 +8,7 @@ from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from psycopg import sql
 
 from apps.audiences.models import Audience, AudienceKind
 from apps.core.errors import ApplicationError, Conflict
@@ -134,6 +135,53 @@ def _insert_from_keys(tenant: Tenant, audience: Audience, schema: DataSchema,
                 [keys, tenant.pk, schema.pk, EXAMPLES])
             report["examples_not_found"] = [row[0] for row in cursor.fetchall()]
     return inserted, report
+
+
+@transaction.atomic
+def audience_write_keys(*, tenant: Tenant, keys_sql: str, params: list[Any], mode: str, by: User | None,
+                        audience: Audience | None = None, name: str | None = None,
+                        schema: DataSchema | str = "profile") -> tuple[Audience, int]:
+    """Write the keys `keys_sql` selects (a `SELECT key …` with `%s` parameters) as the members
+    of a static audience, replacing them (`mode="replace"`) or adding to them (`"append"`); the
+    audience is `audience`, or the static audience called `name`, created when there is none.
+    One DELETE and one INSERT … SELECT; keys that are not records of the audience's schema are
+    left out. Returns (audience, members now)."""
+    if mode not in ("replace", "append"):
+        raise ApplicationError("Invalid mode.", fields={"mode": ["Choose replace or append."]})
+    with tenant_scope(tenant):
+        if audience is None:
+            if not isinstance(name, str) or not name.strip():
+                raise ApplicationError("An audience needs a name.", fields={"name": ["Give a name."]})
+            schema = _schema(tenant, schema)
+            audience, created = Audience.objects.get_or_create(
+                tenant=tenant, name=name.strip()[:200],
+                defaults={"schema": schema, "kind": AudienceKind.STATIC,
+                          "created_by": by if by is not None and by.is_authenticated else None})
+            if created:
+                audit_record(tenant=tenant, actor=by, action="audience.create", obj=audience,
+                             data={"name": audience.name, "kind": AudienceKind.STATIC, "schema": schema.name})
+        if audience.tenant_id != tenant.pk:
+            raise TenantScopeError("audience of another tenant")
+        audience = Audience.objects.select_for_update().get(pk=audience.pk)
+        if not audience.is_static:
+            raise Conflict(f"The audience {audience.name!r} is a saved query, not a list.", code="dynamic")
+        with connection.cursor() as cursor:
+            if mode == "replace":
+                cursor.execute("DELETE FROM audiences_audiencemember WHERE tenant_id = %s AND audience_id = %s",
+                               [tenant.pk, audience.pk])
+            records = sql.SQL("SELECT DISTINCT r.key FROM schemas_record r WHERE r.tenant_id = %s "
+                              "AND r.schema_id = %s AND r.key IN ({})").format(sql.SQL(keys_sql))
+            statement = sql.SQL(_INSERT).format(records).as_string(cursor.connection)
+            cursor.execute(statement, [tenant.pk, audience.pk, tenant.pk, audience.schema_id, *params])
+            added = cursor.rowcount
+            cursor.execute("SELECT count(*) FROM audiences_audiencemember WHERE tenant_id = %s AND audience_id = %s",
+                           [tenant.pk, audience.pk])
+            audience.count = cursor.fetchone()[0]
+        audience.last_computed_at = timezone.now()
+        audience.save(update_fields=["count", "last_computed_at", "updated_at"])
+    audit_record(tenant=tenant, actor=by, action="audience.write", obj=audience,
+                 data={"mode": mode, "added": added, "count": audience.count})
+    return audience, audience.count
 
 
 @transaction.atomic

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from apps.activities import registry
-from apps.activities.base import Problem, ValidationContext
+from apps.activities.base import Activity, Problem, Shape, ValidationContext
 
 NODE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 DEFAULT_MAX_ACTIVITIES = 500
@@ -41,9 +41,6 @@ class Graph:
 
     def type(self, node_id: str) -> str:
         return self.nodes[node_id]["type"]
-
-    def start_nodes(self) -> list[str]:
-        return [nid for nid in self.nodes if not self.incoming.get(nid)]
 
 
 def validate_structure(data: Any) -> list[Problem]:
@@ -103,10 +100,7 @@ def validate_graph(data: Any, ctx: ValidationContext, *, max_activities: int = D
     if channels > max_channels:
         problems.append(Problem(f"At most {max_channels} channel activities per campaign.", path="nodes"))
 
-    for nid, activity in activities.items():
-        ctx.node_id = nid
-        problems += activity.check_config(graph.config(nid), ctx)
-    ctx.node_id = ""
+    problems += _check_configs(graph, activities, ctx)
 
     for index, edge in enumerate(graph.edges):
         ports = activities[edge.source].output_ports(graph.config(edge.source)) if not [
@@ -136,6 +130,44 @@ def validate_graph(data: Any, ctx: ValidationContext, *, max_activities: int = D
     if cycle:
         problems.append(Problem(f"The graph has a cycle: {' → '.join(cycle)}.", node=cycle[0]))
     return problems
+
+
+def _check_configs(graph: Graph, activities: dict[str, Activity], ctx: ValidationContext) -> list[Problem]:
+    """Check every node's config, in flow order, telling each node what arrives on its incoming
+    transitions (dimension and columns) as computed from the nodes upstream; a node downstream of
+    an invalid node, or in a graph with a cycle, is checked without knowing its inputs."""
+    problems: list[Problem] = []
+    order = _flow_order(graph)
+    shapes: dict[tuple[str, str], Shape] = {}
+    for nid in order or list(graph.nodes):
+        activity, config = activities[nid], graph.config(nid)
+        incoming = graph.incoming.get(nid, [])
+        known = order is not None and all((e.source, e.port) in shapes for e in incoming)
+        ctx.node_id = nid
+        ctx.inputs = [shapes[(e.source, e.port)] for e in incoming] if known else None
+        ctx.input_sources = [e.source for e in incoming]
+        found = activity.check_config(config, ctx)
+        problems += found
+        if not found and ctx.inputs is not None:
+            for port, shape in activity.output_shapes(config, ctx.inputs, ctx).items():
+                shapes[(nid, port)] = shape
+    ctx.node_id, ctx.inputs, ctx.input_sources = "", None, []
+    return problems
+
+
+def _flow_order(graph: Graph) -> list[str] | None:
+    """The nodes in an order where each comes after all its sources (None if there is a cycle)."""
+    pending = {nid: len(graph.incoming.get(nid, [])) for nid in graph.nodes}
+    ready = [nid for nid, n in pending.items() if n == 0]
+    order: list[str] = []
+    while ready:
+        nid = ready.pop()
+        order.append(nid)
+        for edge in graph.outgoing.get(nid, []):
+            pending[edge.target] -= 1
+            if pending[edge.target] == 0:
+                ready.append(edge.target)
+    return order if len(order) == len(graph.nodes) else None
 
 
 def _reachable(graph: Graph, start: str) -> set[str]:

@@ -19,6 +19,9 @@ class FieldDef:
     # The schemas_record column of a built-in pseudo field (`_key`, `_created_at`, `_updated_at`);
     # None for a field stored in `attributes`.
     column: str | None = None
+    # The alias of another table the column belongs to: a campaign population's extra column
+    # (an enrichment, a segment code) is `<table>.<column>`, not a column of the record.
+    table: str | None = None
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,8 @@ def _column(alias: str, name: str) -> sql.Composable:
 
 def field_expression(field: FieldDef, alias: str) -> sql.Composable:
     """The typed SQL expression of `field` of the record aliased `alias`."""
+    if field.table is not None:
+        return _column(field.table, field.column or field.name)
     if field.column is not None:
         return _column(alias, field.column)
     return value_sql(field.type, _column(alias, "attributes"), field.name)
@@ -205,7 +207,7 @@ class _Compiler:
         if any(value is UNKNOWN for value in values):
             raise ValueError("a filter validated without its variables cannot be compiled")
         expression = Compiled(field_expression(field, alias), [])
-        if field.type == FieldType.JSON and op in ("is_null", "is_not_null"):
+        if field.type == FieldType.JSON and op in ("is_null", "is_not_null") and field.table is None:
             # `attributes->'f'` of a stored JSON null is the jsonb 'null', not SQL NULL: test the text
             expression = Compiled(text_sql(_column(alias, "attributes"), field.name), [])
         if op in ("contains", "starts_with", "ends_with"):
@@ -281,11 +283,15 @@ def _compare(expression: Compiled, value_type: str, op: str, values: tuple[Any, 
     raise ValueError(f"operator {op} has no SQL form")
 
 
-def compile_nodes(node: Node, *, tenant_id: int, schema: SchemaDef, alias: str) -> Compiled:
-    """The condition for records of `schema` aliased `alias`, scoped to the tenant and schema."""
+def compile_nodes(node: Node, *, tenant_id: int, schema: SchemaDef, alias: str, scoped: bool = True) -> Compiled:
+    """The condition for records of `schema` aliased `alias`, scoped to the tenant and schema
+    (unless `scoped` is False: the caller has scoped `alias` itself, or the tree names no field
+    of the record, only `extra_fields` of other tables)."""
     if alias.startswith("l") and alias[1:].isdigit():
         raise ValueError(f"alias {alias!r} is reserved for link subqueries")
     condition = _Compiler(tenant_id).node(node, schema, alias, 1)
+    if not scoped:
+        return compose("({})", condition)
     scope = compose("{}.tenant_id = {} AND {}.schema_id = {}", sql.Identifier(alias), _param(tenant_id),
                   sql.Identifier(alias), _param(schema.id))
     if isinstance(node, Constant) and node.value:

@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import zoneinfo
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from django.db import connection
@@ -15,7 +16,7 @@ from django.utils import timezone
 from psycopg import sql
 
 from apps.schemas.models import DataSchema
-from apps.schemas.query.catalog import Catalog
+from apps.schemas.query.catalog import Catalog, FieldDef, SchemaDef
 from apps.schemas.query.compiler import Compiled, compile_nodes, compose
 from apps.schemas.query.validation import parse_filter
 from apps.tenants.models import Tenant
@@ -30,29 +31,41 @@ def _time_zone(tenant: Tenant) -> dt.tzinfo:
         return dt.UTC
 
 
+def _with_extra(schema: SchemaDef, extra_fields: Mapping[str, FieldDef] | None) -> SchemaDef:
+    """`schema` seen with extra fields (a campaign population's columns), which win on a clash."""
+    return replace(schema, fields={**schema.fields, **extra_fields}) if extra_fields else schema
+
+
 def validate_filter(*, tenant: Tenant, schema: DataSchema | str, tree: Any,
-                    variables: Mapping[str, Any] | None = None, now: dt.datetime | None = None) -> set[str]:
+                    variables: Mapping[str, Any] | None = None, now: dt.datetime | None = None,
+                    extra_fields: Mapping[str, FieldDef] | None = None) -> set[str]:
     """Check `tree` against the schema (FilterError if it does not hold) and return the names of
     the event variables it references. With `variables=None` the variables are taken as not known
-    yet (publishing a campaign): references are accepted and their values not checked."""
+    yet (publishing a campaign): references are accepted and their values not checked.
+    `extra_fields` are fields beside the schema's (see `compile_filter`)."""
     catalog = Catalog.load(tenant)
-    _, used = parse_filter(catalog=catalog, schema=catalog.resolve(schema), tree=tree, variables=variables,
-                           now=now or timezone.now(), tz=_time_zone(tenant))
+    _, used = parse_filter(catalog=catalog, schema=_with_extra(catalog.resolve(schema), extra_fields), tree=tree,
+                           variables=variables, now=now or timezone.now(), tz=_time_zone(tenant))
     return used
 
 
 def compile_filter(*, tenant: Tenant, schema: DataSchema | str, tree: Any,
                    variables: Mapping[str, Any] | None = None, alias: str = "r",
-                   now: dt.datetime | None = None) -> Compiled:
+                   now: dt.datetime | None = None, extra_fields: Mapping[str, FieldDef] | None = None,
+                   scoped: bool = True) -> Compiled:
     """The SQL condition selecting the records of `schema` that match `tree`, for the row of
     `schemas_record` aliased `alias`; it includes `alias.tenant_id = %s AND alias.schema_id = %s`.
     Relative dates (`within_last`) are relative to `now` (default: the current time); a variable
-    the tree references must be in `variables`. Raises FilterError (400) for an invalid tree."""
+    the tree references must be in `variables`. Raises FilterError (400) for an invalid tree.
+
+    `extra_fields` name fields that are not the record's: FieldDefs with `table` set, compiled as
+    `<table>.<column>` (the campaign engine's population columns, joined by the caller); with
+    `scoped=False` the tenant and schema condition on `alias` is left out (see `compile_nodes`)."""
     catalog = Catalog.load(tenant)
-    schema_def = catalog.resolve(schema)
+    schema_def = _with_extra(catalog.resolve(schema), extra_fields)
     node, _ = parse_filter(catalog=catalog, schema=schema_def, tree=tree, variables=variables or {},
                            now=now or timezone.now(), tz=_time_zone(tenant))
-    return compile_nodes(node, tenant_id=tenant.pk, schema=schema_def, alias=alias)
+    return compile_nodes(node, tenant_id=tenant.pk, schema=schema_def, alias=alias, scoped=scoped)
 
 
 def select_keys_sql(*, tenant: Tenant, schema: DataSchema | str, tree: Any,
