@@ -8,10 +8,12 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from apps.channels import encryption, providers
+from apps.channels import content as content_module
+from apps.channels import encryption, personalization, providers, selectors
 from apps.channels.models import ChannelSettings
 from apps.channels.selectors import channel_settings_get
-from apps.core.errors import ApplicationError
+from apps.core.errors import ApplicationError, NotFound
+from apps.schemas import selectors as schema_selectors
 from apps.tenants.models import Tenant, User
 from apps.tenants.scoping import tenant_scope
 from apps.tenants.services import audit_record
@@ -86,12 +88,12 @@ def channel_test_webhook(*, tenant: Tenant, by: User | None, channel: str, to: s
     key = _test_key()
     if channel == "sms":
         url, secret = config.sms_webhook_url, config.sms_webhook_secret_encrypted
-        payload = {"type": "sms", "test": True, "message_id": key, "to": to, "from": config.sms_sender,
-                   "text": f"Test message from {tenant.name}.", "segments": 1}
+        rendered: dict[str, Any] = {"text": f"Test message from {tenant.name}.", "segments": 1}
     else:
         url, secret = config.push_webhook_url, config.push_webhook_secret_encrypted
-        payload = {"type": "push", "test": True, "message_id": key, "tokens": [to],
-                   "title": f"Test from {tenant.name}", "body": "This is a test notification.", "data": {}}
+        rendered = {"title": f"Test from {tenant.name}", "body": "This is a test notification.", "deep_link": "",
+                    "data": {}}
+    payload = webhook_payload(channel, rendered, to=to, message_id=key, sender=config.sms_sender, is_proof=True)
     try:
         with providers.WebhookSender(url, secret, channel=channel) as sender:
             result = sender.post(payload, key)
@@ -113,3 +115,88 @@ def _escape(text: str) -> str:
     from html import escape
 
     return escape(text)
+
+
+# Content: preview and proofs ---------------------------------------------------------------------
+
+def _ensure_valid_content(*, tenant: Tenant, channel: str, content: Any, schema: str) -> None:
+    problems = selectors.content_problems(tenant=tenant, channel=channel, content=content, schema=schema)
+    if problems:
+        fields: dict[str, list[str]] = {}
+        for problem in problems:
+            where = f"line {problem['line']}: " if problem["line"] else ""
+            fields.setdefault(f"content.{problem['path']}" if problem["path"] else "content", []).append(
+                where + problem["message"])
+        raise ApplicationError("The content has errors.", code="invalid_content", fields=fields)
+
+
+def content_render_for(*, tenant: Tenant, channel: str, content: dict[str, Any], schema: str = "profile",
+                       key: str, variables: dict[str, Any] | None = None, row: dict[str, Any] | None = None,
+                       campaign: str = "") -> dict[str, Any]:
+    """The message `content` gives for record `key` of `schema` (preview; proofs send it)."""
+    _ensure_valid_content(tenant=tenant, channel=channel, content=content, schema=schema)
+    data_schema = schema_selectors.schema_get(tenant=tenant, name=schema)
+    try:
+        record = schema_selectors.record_get(tenant=tenant, schema=data_schema, key=str(key))
+    except NotFound:
+        raise ApplicationError("No such record.", fields={"key": [f"{schema} has no record {key!r}."]}) from None
+    context = personalization.message_context(
+        record=record.attributes, dimension=schema, row=row, variables=variables, campaign=campaign,
+        message={"id": "preview", "unsubscribe_url": "#unsubscribe-preview"})
+    try:
+        return content_module.render_content(channel, content, context)
+    except personalization.RenderError as exc:
+        raise ApplicationError(f"The content cannot be rendered for this record: {exc}", code="render_failed",
+                               fields={"content": [str(exc)]}) from None
+
+
+def content_proof_send(*, tenant: Tenant, by: User | None, channel: str, content: dict[str, Any],
+                       schema: str = "profile", key: str, to: list[str], variables: dict[str, Any] | None = None,
+                       row: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Send the message rendered for record `key` to test addresses (phone numbers, device
+    tokens), marked as a proof. Nothing is written to any delivery."""
+    if channel not in ("email", "sms", "push"):
+        raise ApplicationError("Proofs are sent by e-mail, SMS or push.", fields={"channel": ["Not a sending channel."]})
+    rendered = content_render_for(tenant=tenant, channel=channel, content=content, schema=schema, key=key,
+                                  variables=variables, row=row)
+    config = channel_settings_get(tenant=tenant)
+    results = []
+    try:
+        if channel == "email":
+            with providers.SmtpSender(config) as smtp:
+                for address in to:
+                    message_id = f"proof-{uuid.uuid4()}@{config.message_id_domain}"
+                    result = smtp.send(providers.Email(to=address, subject=f"[Proof] {rendered['subject']}",
+                                                       html=rendered["html"], text=rendered["text"],
+                                                       message_id=message_id))
+                    results.append({"to": address, "sent": result.is_sent, "detail": result.detail})
+        else:
+            url, secret = ((config.sms_webhook_url, config.sms_webhook_secret_encrypted) if channel == "sms"
+                           else (config.push_webhook_url, config.push_webhook_secret_encrypted))
+            with providers.WebhookSender(url, secret, channel=channel) as sender:
+                for address in to:
+                    key_ = str(uuid.uuid4())
+                    payload = webhook_payload(channel, rendered, to=address, message_id=key_, sender=config.sms_sender,
+                                              is_proof=True)
+                    result = sender.post(payload, key_)
+                    results.append({"to": address, "sent": result.is_sent, "detail": result.detail})
+    except providers.ProviderError as exc:
+        raise SendFailed(str(exc)) from None
+    audit_record(tenant=tenant, actor=by, action="channels.proof_send", object_type="channels.content",
+                 data={"channel": channel, "recipients": len(to), "sent": sum(r["sent"] for r in results)})
+    return {"rendered": rendered, "results": results}
+
+
+def webhook_payload(channel: str, rendered: dict[str, Any], *, to: Any, message_id: str, sender: str = "",
+                    is_proof: bool = False) -> dict[str, Any]:
+    """The JSON body of an SMS or push webhook call."""
+    if channel == "sms":
+        payload = {"type": "sms", "message_id": message_id, "to": to, "from": sender, "text": rendered["text"],
+                   "segments": rendered["segments"]}
+    else:
+        payload = {"type": "push", "message_id": message_id, "tokens": to if isinstance(to, list) else [to],
+                   "title": rendered["title"], "body": rendered["body"], "deep_link": rendered["deep_link"],
+                   "data": rendered["data"]}
+    if is_proof:
+        payload["test"] = True
+    return payload

@@ -57,3 +57,48 @@ class TestSendResultSerializer(serializers.Serializer):
     message_id = serializers.CharField()
 
 
+
+
+CHANNELS = ["email", "sms", "push", "file"]
+
+
+class ContentValidateSerializer(serializers.Serializer):
+    channel = serializers.ChoiceField(choices=CHANNELS)
+    content = serializers.JSONField(help_text="email: subject, preheader, html, text; sms: text; push: title, body, "
+                                              "deep_link, data; file: columns [{name, value}].")
+    schema = serializers.CharField(max_length=63, required=False, default="profile")
+    variables = serializers.ListField(child=serializers.CharField(max_length=63), required=False, allow_null=True,
+                                      default=None, help_text="Declared event variable names (omit: not checked).")
+
+
+class ContentPreviewSerializer(serializers.Serializer):
+    channel = serializers.ChoiceField(choices=CHANNELS)
+    content = serializers.JSONField()
+    schema = serializers.CharField(max_length=63, required=False, default="profile")
+    key = serializers.CharField(max_length=255, help_text="The record (profile) to render the message for.")
+    variables = serializers.DictField(required=False, default=dict)
+    row = serializers.DictField(required=False, default=dict, help_text="Population columns to render with.")
+
+
+class ProofSerializer(ContentPreviewSerializer):
+    channel = serializers.ChoiceField(choices=["email", "sms", "push"])
+    to = serializers.ListField(child=serializers.CharField(max_length=4096), min_length=1, max_length=20,
+                               help_text="Test addresses: e-mails, phone numbers or device tokens.")
+
+    def validate(self, data):
+        if data["channel"] == "email":
+            field = serializers.EmailField()
+            for address in data["to"]:
+                field.run_validation(address)
+        return data
+
+
+class ProblemSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    line = serializers.IntegerField(allow_null=True)
+    message = serializers.CharField()
+
+
+class ContentValidationSerializer(serializers.Serializer):
+    is_valid = serializers.BooleanField()
+    problems = ProblemSerializer(many=True)

@@ -59,3 +59,41 @@ class TestPushView(TenantAPIMixin, APIView):
         data.is_valid(raise_exception=True)
         return Response(services.channel_test_webhook(tenant=self.tenant, by=request.user, channel="push",
                                                       **data.validated_data))
+
+
+class ContentValidateView(TenantAPIMixin, APIView):
+    """Check a message's content: its shape, Liquid syntax (with lines), filters, and every name
+    it uses against the schema's fields and the declared variables."""
+
+    capabilities = {"post": "campaigns.read"}
+
+    @extend_schema(request=s.ContentValidateSerializer, responses=s.ContentValidationSerializer)
+    def post(self, request: Request) -> Response:
+        data = s.ContentValidateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        problems = selectors.content_problems(tenant=self.tenant, **data.validated_data)
+        return Response({"is_valid": not problems, "problems": problems})
+
+
+class ContentPreviewView(TenantAPIMixin, APIView):
+    """The message rendered for one chosen record."""
+
+    capabilities = {"post": "campaigns.read"}
+
+    @extend_schema(request=s.ContentPreviewSerializer, responses=dict)
+    def post(self, request: Request) -> Response:
+        data = s.ContentPreviewSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(services.content_render_for(tenant=self.tenant, **data.validated_data))
+
+
+class ProofView(TenantAPIMixin, APIView):
+    """Send the message rendered for a chosen record to test addresses, marked as a proof."""
+
+    capabilities = {"post": "campaigns.build"}
+
+    @extend_schema(request=s.ProofSerializer, responses=dict)
+    def post(self, request: Request) -> Response:
+        data = s.ProofSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(services.content_proof_send(tenant=self.tenant, by=request.user, **data.validated_data))
