@@ -7,4 +7,4 @@ class CampaignsConfig(AppConfig):
     verbose_name = "Campaigns"
 
     def ready(self) -> None:
-        from apps.campaigns import receivers  # noqa: F401
+        from apps.campaigns import receivers, references  # noqa: F401  (references registers its finder)

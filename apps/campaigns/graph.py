@@ -132,7 +132,17 @@ def validate_graph(data: Any, ctx: ValidationContext, *, max_activities: int = D
     return problems
 
 
-def _check_configs(graph: Graph, activities: dict[str, Activity], ctx: ValidationContext) -> list[Problem]:
+def node_inputs(data: dict[str, Any], ctx: ValidationContext) -> dict[str, list[Shape] | None]:
+    """What arrives on each node's incoming transitions (None where it cannot be known), for a
+    graph that passed `validate_structure`."""
+    graph = Graph(data)
+    inputs: dict[str, list[Shape] | None] = {}
+    _check_configs(graph, {nid: registry.get(graph.type(nid)) for nid in graph.nodes}, ctx, inputs)
+    return inputs
+
+
+def _check_configs(graph: Graph, activities: dict[str, Activity], ctx: ValidationContext,
+                   seen_inputs: dict[str, list[Shape] | None] | None = None) -> list[Problem]:
     """Check every node's config, in flow order, telling each node what arrives on its incoming
     transitions (dimension and columns) as computed from the nodes upstream; a node downstream of
     an invalid node, or in a graph with a cycle, is checked without knowing its inputs."""
@@ -146,6 +156,8 @@ def _check_configs(graph: Graph, activities: dict[str, Activity], ctx: Validatio
         ctx.node_id = nid
         ctx.inputs = [shapes[(e.source, e.port)] for e in incoming] if known else None
         ctx.input_sources = [e.source for e in incoming]
+        if seen_inputs is not None:
+            seen_inputs[nid] = ctx.inputs
         found = activity.check_config(config, ctx)
         problems += found
         if not found and ctx.inputs is not None:
