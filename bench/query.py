@@ -35,9 +35,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 SLUG = "bench-query"
 
 
-def bench_database_url(base_url: str) -> tuple[str, str]:
+def bench_database_url(base_url: str, suffix: str = "_bench_query") -> tuple[str, str]:
     parts = urlsplit(base_url)
-    name = (parts.path.lstrip("/") or "campaigns") + "_bench_query"
+    name = (parts.path.lstrip("/") or "campaigns") + suffix
     return name, urlunsplit(parts._replace(path="/" + name))
 
 
@@ -95,7 +95,8 @@ INDEXED = {"profile": [("email", "email"), ("country", "string"), ("language", "
            "purchase": [("profile_id", "string"), ("purchased_at", "datetime")]}  # profile_id: the link index
 
 
-def build(profiles: int, now: dt.datetime) -> Any:
+def build(profiles: int, now: dt.datetime, *, purchases: int | None = None, slug: str = SLUG) -> Any:
+    """A tenant with `profiles` profiles and `purchases` purchases (default 2 per profile)."""
     from django.db import connection, transaction
     from psycopg import sql
 
@@ -105,7 +106,7 @@ def build(profiles: int, now: dt.datetime) -> Any:
     from apps.tenants.services import tenant_create
 
     with transaction.atomic():
-        tenant = tenant_create(name="Query benchmark", slug=SLUG, time_zone="UTC", by=None)
+        tenant = tenant_create(name="Benchmark", slug=slug, time_zone="UTC", by=None)
         with tenant_scope(tenant):
             profile = DataSchema.objects.get(name="profile")
             purchase = DataSchema.objects.create(name="purchase", label="Purchases", primary_key="id")
@@ -124,7 +125,8 @@ def build(profiles: int, now: dt.datetime) -> Any:
         cursor.execute("SELECT setseed(0.42)")
         cursor.execute(PROFILES_SQL, {"tenant": tenant.pk, "schema": profile.pk, "now": now, "count": profiles})
         cursor.execute(PURCHASES_SQL, {"tenant": tenant.pk, "schema": purchase.pk, "now": now,
-                                       "count": profiles * 2, "profiles": profiles})
+                                       "count": profiles * 2 if purchases is None else purchases,
+                                       "profiles": profiles})
     Field.dangerously_unscoped.filter(tenant=tenant, schema=profile, name__in=[n for n, _ in INDEXED["profile"]]) \
         .update(indexed=True)
     try:  # the project's own index maintenance: what marking the fields `indexed` (and the links) builds
