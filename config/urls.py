@@ -9,6 +9,7 @@ api_v1 = [
     path("", include("apps.audiences.api.urls")),
     path("", include("apps.campaigns.api.urls")),
     path("", include("apps.channels.api.urls")),
+    path("", include("apps.approvals.api.urls")),
 ]
 
 urlpatterns = [

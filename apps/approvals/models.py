@@ -184,9 +184,11 @@ class _ScopedGroupPermissionManager(GroupObjectPermissionManager.from_queryset(T
 
 
 class CampaignUserPermission(TenantOwnedModel, UserObjectPermissionBase):
-    """guardian: a user holds a permission (e.g. `approve_campaign`) on one campaign."""
+    """guardian: a user holds a permission (e.g. `approve_campaign`) on one campaign. guardian finds
+    this model through the campaign's reverse relation, so it must not be hidden (no "+")."""
 
-    content_object = models.ForeignKey("campaigns.Campaign", on_delete=models.CASCADE, related_name="+")
+    content_object = models.ForeignKey("campaigns.Campaign", on_delete=models.CASCADE,
+                                       related_name="approvals_user_permissions")
 
     objects = _ScopedUserPermissionManager()
     dangerously_unscoped = models.Manager()
@@ -202,7 +204,8 @@ class CampaignUserPermission(TenantOwnedModel, UserObjectPermissionBase):
 class CampaignGroupPermission(TenantOwnedModel, GroupObjectPermissionBase):
     """guardian: a group (an ApproverGroup's auth group) holds a permission on one campaign."""
 
-    content_object = models.ForeignKey("campaigns.Campaign", on_delete=models.CASCADE, related_name="+")
+    content_object = models.ForeignKey("campaigns.Campaign", on_delete=models.CASCADE,
+                                       related_name="approvals_group_permissions")
 
     objects = _ScopedGroupPermissionManager()
     dangerously_unscoped = models.Manager()

@@ -128,23 +128,27 @@ def assignment_from_config(*, tenant: Tenant, config: dict[str, Any] | None, kin
     name or id); an empty config assigns to no one in particular."""
     config = config or {}
     must_decide = kind == TaskKind.APPROVAL
+
+    def name(key: str) -> str:
+        return f"{field_prefix}.{key}" if field_prefix else key
+
     if not isinstance(config, dict):
-        raise ApplicationError("Invalid assignment.", fields={field_prefix: ["Must be an object."]})
+        raise ApplicationError("Invalid assignment.", fields={field_prefix or "assign": ["Must be an object."]})
     given = [k for k in ("user", "group", "users") if config.get(k) not in (None, "", [])]
     if len(given) > 1:
-        raise ApplicationError("Invalid assignment.", fields={field_prefix: ["Give one of user, group or users."]})
+        raise ApplicationError("Invalid assignment.", fields={name(given[1]): ["Give one of user, group or users."]})
     if "user" in given:
-        return Assignment(user=_member_user(tenant, config["user"], field_name=f"{field_prefix}.user",
+        return Assignment(user=_member_user(tenant, config["user"], field_name=name("user"),
                                             must_decide=must_decide))
     if "group" in given:
-        return Assignment(group=_group(tenant, config["group"], field_name=f"{field_prefix}.group"))
+        return Assignment(group=_group(tenant, config["group"], field_name=name("group")))
     if "users" in given:
         refs = config["users"]
         if not isinstance(refs, list):
-            raise ApplicationError("Invalid assignment.", fields={f"{field_prefix}.users": ["Must be a list."]})
+            raise ApplicationError("Invalid assignment.", fields={name("users"): ["Must be a list."]})
         users: list[User] = []
         for i, ref in enumerate(refs):
-            user = _member_user(tenant, ref, field_name=f"{field_prefix}.users.{i}", must_decide=must_decide)
+            user = _member_user(tenant, ref, field_name=name(f"users.{i}"), must_decide=must_decide)
             if user not in users:
                 users.append(user)
         return Assignment(users=users) if len(users) > 1 else Assignment(user=users[0])
