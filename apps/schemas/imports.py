@@ -848,23 +848,8 @@ class _Loader:
             conversion=conversion_for(field.type, field.enum_values)))
 
     def _copy_raw(self, cur: Any, copy: sql.Composable) -> int:
-        """Send the file's bytes as they are. Blank lines at the end are held back (PostgreSQL
-        would read them as rows); a line that is exactly `\\.` would end the data early, so such a
-        file goes line by line instead."""
-        raw = _raw(cur)
-        with open(self.path, "rb") as handle, raw.copy(copy) as out:
-            pending, before = b"", None
-            for chunk in iter(lambda: handle.read(CHUNK), b""):
-                data = pending + chunk
-                window = data if before is None else before + data
-                if (_END_OF_DATA_START if before is None else _END_OF_DATA).search(window):
-                    raise _NeedsLineByLine
-                body = data.rstrip(b"\r\n")
-                if body:
-                    out.write(body)
-                    before = body[-4:]
-                pending = data[len(body):]
-        return raw.rowcount
+        with open(self.path, "rb") as handle:
+            return copy_bytes(_raw(cur), copy, handle)
 
     def _copy_csv_line_by_line(self, cur: Any) -> int:
         """The slow path for files PostgreSQL cannot read in one go: Python's csv module reads
@@ -1243,6 +1228,30 @@ class _Loader:
 
 class _NeedsLineByLine(Exception):
     """The file must go through the line-by-line path."""
+
+
+NeedsLineByLine = _NeedsLineByLine
+
+
+def copy_bytes(raw: psycopg.Cursor, copy: sql.Composable, handle: IO[bytes]) -> int:
+    """Send the bytes of `handle`, from where it stands, to `copy` (a `COPY … FROM STDIN`) as they
+    are, one chunk at a time; returns the rows copied. Blank lines at the end are held back
+    (PostgreSQL would read them as rows); a line that is exactly `\\.` would end the data early,
+    so it raises NeedsLineByLine (the caller reads such a file line by line instead). Shared by the
+    import and the campaigns' Load file activity."""
+    with raw.copy(copy) as out:
+        pending, before = b"", None
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            data = pending + chunk
+            window = data if before is None else before + data
+            if (_END_OF_DATA_START if before is None else _END_OF_DATA).search(window):
+                raise _NeedsLineByLine
+            body = data.rstrip(b"\r\n")
+            if body:
+                out.write(body)
+                before = body[-4:]
+            pending = data[len(body):]
+    return raw.rowcount
 
 
 # A line that is exactly "\." ends COPY's data in CSV mode.

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "apps.campaigns",
     "apps.channels",
     "apps.approvals",
+    "apps.files",
     "apps.portal",
 ]
 
