@@ -88,3 +88,101 @@ class ChannelSettings(TenantOwnedModel):
         if "@" in self.from_email:
             return self.from_email.rsplit("@", 1)[1]
         return "campaigns.invalid"
+
+
+class DeliveryStatus(models.TextChoices):
+    SENDING = "sending", "Sending"
+    DONE = "done", "Done"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Delivery(TenantOwnedModel):
+    """The sending of one channel activity in one run: its frozen content, pacing and window.
+    Recipients and their fate are the Message rows."""
+
+    run = models.ForeignKey("campaigns.Run", on_delete=models.CASCADE, related_name="+")
+    campaign = models.ForeignKey("campaigns.Campaign", on_delete=models.CASCADE, related_name="+")
+    node_id = models.CharField(max_length=64)
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    dimension = models.CharField(max_length=63)
+    content = models.JSONField()
+    variables = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.SENDING)
+    rate_per_second = models.PositiveIntegerField(default=MAX_RATE_PER_SECOND)
+    batch_size = models.PositiveIntegerField(default=200)
+    window_starts_at = models.DateTimeField(null=True, blank=True)
+    window_ends_at = models.DateTimeField(null=True, blank=True)
+    next_batch_at = models.DateTimeField(null=True, blank=True, help_text="Pacing: when the next batch may start.")
+    sender_seen_at = models.DateTimeField(null=True, blank=True,
+                                          help_text="Last sign of life of a sender; null when none is at work.")
+    targeted = models.PositiveIntegerField(default=0)
+    counts = models.JSONField(default=dict, blank=True, help_text="Final counts by status and reason.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(TenantOwnedModel.Meta):
+        constraints = [
+            *TenantOwnedModel.Meta.constraints,
+            models.UniqueConstraint(fields=["tenant", "run", "node_id"], name="channels_delivery_run_node_key"),
+        ]
+        indexes = [models.Index(fields=["tenant", "campaign", "-created_at"], name="channels_delivery_campaign_idx")]
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.channel} delivery {self.pk} of run {self.run_id}"
+
+
+class MessageStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"       # claimed by a sender (see lease_expires_at)
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+    EXCLUDED = "excluded", "Excluded"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class ExclusionReason(models.TextChoices):
+    NO_ADDRESS = "no_address", "No address"
+    NO_CONSENT = "no_consent", "No consent (opted out or unsubscribed)"
+    PRESSURE = "pressure", "Marketing pressure cap reached"
+    WINDOW_CLOSED = "window_closed", "Send window closed"
+
+
+class Message(TenantOwnedModel):
+    """Exactly one row per (delivery, recipient), written by one INSERT … SELECT from the
+    population. `idempotency_key` is derived from the delivery and the recipient, so a retried
+    batch hands the provider the same key again."""
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="messages", db_index=False)
+    recipient_key = models.CharField(max_length=255)
+    address = models.TextField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=MessageStatus.choices, default=MessageStatus.PENDING)
+    reason = models.CharField(max_length=32, blank=True, help_text="Why it was excluded.")
+    error = models.TextField(blank=True, help_text="Why the provider did not take it.")
+    idempotency_key = models.UUIDField()
+    data = models.JSONField(null=True, blank=True, help_text="The population's extra columns for this recipient.")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    lease_owner = models.CharField(max_length=64, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(TenantOwnedModel.Meta):
+        constraints = [
+            *TenantOwnedModel.Meta.constraints,
+            models.UniqueConstraint(fields=["tenant", "delivery", "recipient_key"],
+                                    name="channels_message_recipient_key"),
+        ]
+        indexes = [
+            # Claiming a batch: the delivery's unfinished messages in id order.
+            models.Index(fields=["tenant", "delivery", "id"], name="channels_message_todo_idx",
+                         condition=models.Q(status__in=["pending", "sending"])),
+            # Marketing pressure: a profile's recent messages that count.
+            models.Index(fields=["tenant", "recipient_key", "queued_at"], name="channels_message_pressure_idx",
+                         condition=models.Q(status__in=["pending", "sending", "sent"])),
+        ]
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.recipient_key} {self.status}"
