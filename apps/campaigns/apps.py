@@ -5,6 +5,3 @@ class CampaignsConfig(AppConfig):
     name = "apps.campaigns"
     label = "campaigns"
     verbose_name = "Campaigns"
-
-    def ready(self) -> None:
-        from apps.campaigns import receivers, references  # noqa: F401  (references registers its finder)

@@ -71,6 +71,18 @@ def kick_run(run: Run) -> None:
     transaction.on_commit(lambda: tasks.advance_run.delay(run_id=run_id, tenant_id=tenant_id))
 
 
+def kick_runs(runs: list[Run]) -> None:
+    """Ask workers to look at these runs once the current transaction commits: one message per
+    tenant (runs started together by a schedule dispatch)."""
+    from apps.campaigns import tasks
+
+    by_tenant: dict[int, list[int]] = {}
+    for run in runs:
+        by_tenant.setdefault(run.tenant_id, []).append(run.pk)
+    for tenant_id, run_ids in by_tenant.items():
+        transaction.on_commit(lambda t=tenant_id, r=run_ids: tasks.advance_runs.delay(run_ids=r, tenant_id=t))
+
+
 def _dispatch_node(run: Run, node_id: str) -> None:
     from apps.campaigns import tasks
 

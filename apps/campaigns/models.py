@@ -204,8 +204,9 @@ class RunLog(TenantOwnedModel):
 
 
 class Schedule(TenantOwnedModel):
-    """A scheduler node of a live campaign with its next fire time, read by the tenant's
-    dispatcher (a django-celery-beat entry per tenant)."""
+    """A scheduler node of a live campaign with its next fire time. One beat entry fans out the
+    due rows per tenant (`schedules.dangerously_fan_out`); each tenant's due rows are then
+    dispatched in its own scope (docs/engine.md, "Scheduling")."""
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="schedules")
     node_id = models.CharField(max_length=64)
@@ -214,6 +215,8 @@ class Schedule(TenantOwnedModel):
     next_fire_at = models.DateTimeField(null=True, blank=True)
     last_fired_at = models.DateTimeField(null=True, blank=True)
     is_active = models.BooleanField(default=True)
+    fanned_out_at = models.DateTimeField(null=True, blank=True,
+                                         help_text="When the fan-out last sent this row's tenant to a dispatcher.")
 
     class Meta(TenantOwnedModel.Meta):
         constraints = [
@@ -221,4 +224,7 @@ class Schedule(TenantOwnedModel):
             models.UniqueConstraint(fields=["tenant", "campaign", "node_id"], name="campaigns_schedule_node_key"),
         ]
         indexes = [models.Index(fields=["tenant", "next_fire_at"], name="campaigns_schedule_due_idx",
+                                condition=models.Q(is_active=True)),
+                   # the fan-out's scan across tenants
+                   models.Index(fields=["next_fire_at"], name="campaigns_schedule_fire_idx",
                                 condition=models.Q(is_active=True))]

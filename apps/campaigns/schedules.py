@@ -1,5 +1,6 @@
 """When scheduled campaigns fire: next fire times of a Scheduler node's spec in the campaign's
-time zone (DST-safe), and the per-tenant dispatcher that turns due schedules into runs.
+time zone (DST-safe), and the dispatcher that turns due schedules into runs: one beat entry fans
+out, per batch of tenants with due rows, to a dispatch that runs in each tenant's scope.
 
 Local wall-clock times are converted with zoneinfo: a time that does not exist on a
 spring-forward day fires at the same instant one hour later on the wall clock; a time that
@@ -8,12 +9,13 @@ happens twice on a fall-back day fires once, at its first occurrence."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 
 from apps.campaigns.models import Campaign, CampaignStatus, Schedule
 from apps.tenants.models import Tenant
@@ -24,6 +26,9 @@ WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 RECURRING_MODES = {"daily", "weekly", "monthly", "cron"}
 SCHEDULED_MODES = RECURRING_MODES | {"once"}
 HORIZON_DAYS = 800
+FAN_OUT_ENTRY = "dispatch due schedules"
+FAN_OUT_BATCH = 50            # tenants per dispatch message
+FAN_OUT_RETRY_SECONDS = 60    # a claimed tenant whose message got lost is sent again after this
 
 
 def _parse_time(text: str) -> dt.time:
@@ -150,50 +155,81 @@ def schedule_sync(*, campaign: Campaign, now: dt.datetime) -> Schedule | None:
 
 
 def dispatch_due(*, tenant: Tenant, now: dt.datetime | None = None) -> int:
-    """Start a run for each of the tenant's due schedules. A run's schedule key (node, fire time)
-    is unique per campaign, so a double fire (two beats, a retried message) starts one run."""
+    """Start a run for each of the tenant's due schedules (see `dangerously_dispatch_due`)."""
+    return dangerously_dispatch_due([tenant.pk], now=now)
+
+
+def dangerously_dispatch_due(tenant_ids: list[int], *, now: dt.datetime | None = None) -> int:
+    """Start a run for each due schedule of these tenants, in a handful of statements whatever
+    their number (the fan-out hands over FAN_OUT_BATCH tenants at a time). A run's schedule key
+    (node, fire time) is unique per campaign, so a double fire (two beats, a retried message)
+    starts one run. Crosses the given tenants on purpose: every row written takes its tenant from
+    the schedule row it comes from. Returns how many runs were started."""
     from apps.campaigns import engine, services
 
     now = now or engine.now()
-    started = 0
     with transaction.atomic():
-        due = list(Schedule.objects.select_for_update(skip_locked=True).select_related("campaign")
-                   .filter(is_active=True, next_fire_at__lte=now))
+        due = list(Schedule.dangerously_unscoped.select_for_update(skip_locked=True, of=("self",))
+                   .select_related("campaign", "campaign__live_version", "tenant")
+                   .filter(tenant_id__in=tenant_ids, tenant__is_active=True, is_active=True, next_fire_at__lte=now))
+        due = [schedule for schedule in due if not schedules_paused(schedule.tenant)]
+        if not due:
+            return 0
+        fires = [(schedule.campaign, f"{schedule.node_id}@{schedule.next_fire_at.isoformat()}") for schedule in due
+                 if schedule.campaign.status == CampaignStatus.LIVE and schedule.campaign.live_version_id]
+        runs = services.dangerously_runs_create_scheduled(fires=fires)
+        # Rows that move to the same next fire time are updated together.
+        following: dict[tuple[str, str, dt.datetime], dt.datetime | None] = {}
+        moves: dict[tuple[dt.datetime, dt.datetime | None], list[int]] = {}
         for schedule in due:
-            fire_at = schedule.next_fire_at
-            campaign = schedule.campaign
-            if campaign.status == CampaignStatus.LIVE and campaign.live_version_id:
-                try:
-                    with transaction.atomic():
-                        services.run_create(tenant=tenant, campaign=campaign, version=campaign.live_version,
-                                            trigger="schedule", by=None,
-                                            schedule_key=f"{schedule.node_id}@{fire_at.isoformat()}")
-                        started += 1
-                except IntegrityError:
-                    logger.info("schedule %s already fired at %s", schedule.pk, fire_at)
-            schedule.last_fired_at = fire_at
-            schedule.next_fire_at = next_fire(schedule.spec, schedule.time_zone, max(now, fire_at))
-            schedule.save(update_fields=["last_fired_at", "next_fire_at"])
-    return started
+            after = max(now, schedule.next_fire_at)
+            key = (json.dumps(schedule.spec, sort_keys=True), schedule.time_zone, after)
+            if key not in following:
+                following[key] = next_fire(schedule.spec, schedule.time_zone, after)
+            moves.setdefault((schedule.next_fire_at, following[key]), []).append(schedule.pk)
+        for (fired, nxt), ids in moves.items():
+            Schedule.dangerously_unscoped.filter(pk__in=ids).update(last_fired_at=fired, next_fire_at=nxt,
+                                                                    fanned_out_at=None)
+    return len(runs)
 
 
 def dispatch_interval_seconds() -> int:
-    return int(getattr(settings, "SCHEDULE_DISPATCH_SECONDS", 15))
+    return int(getattr(settings, "SCHEDULE_DISPATCH_SECONDS", 5))
 
 
-def tenant_beat_entry_ensure(tenant: Tenant) -> None:
-    """The tenant's own django-celery-beat entry (visible and pausable in the admin)."""
-    import json
+def schedules_paused(tenant: Tenant) -> bool:
+    """A tenant admin (or an operator) pauses every schedule of the tenant with the tenant
+    setting `schedules_paused`; each campaign's own schedule stops when it is paused."""
+    return bool((tenant.settings or {}).get("schedules_paused"))
 
-    from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-    every, _ = IntervalSchedule.objects.get_or_create(every=dispatch_interval_seconds(),
-                                                      period=IntervalSchedule.SECONDS)
-    PeriodicTask.objects.update_or_create(
-        name=f"dispatch schedules of tenant {tenant.slug}",
-        defaults={"task": "campaigns.dispatch_due_schedules", "interval": every,
-                  "kwargs": json.dumps({"tenant_id": tenant.pk}), "enabled": tenant.is_active},
-    )
+def dangerously_fan_out(now: dt.datetime | None = None) -> int:
+    """What the one beat entry runs (docs/engine.md, "Scheduling"): claim every due schedule of
+    every tenant in one statement, and send one message per FAN_OUT_BATCH tenants with due rows.
+    A claim expires after FAN_OUT_RETRY_SECONDS, so a lost message is sent again then; a tick
+    while the previous messages are still queued sends nothing twice. Crosses tenants on purpose:
+    it only claims rows and sends tenant ids; `dangerously_dispatch_due` writes every run with the
+    tenant of the schedule row it comes from."""
+    from apps.campaigns import engine, tasks
+
+    now = now or engine.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE campaigns_schedule AS s SET fanned_out_at = %(now)s
+              FROM tenants_tenant AS t
+             WHERE s.tenant_id = t.id AND s.is_active AND s.next_fire_at <= %(now)s
+               AND (s.fanned_out_at IS NULL OR s.fanned_out_at < %(retry)s)
+               AND t.is_active AND NOT coalesce((t.settings ->> 'schedules_paused')::boolean, false)
+            RETURNING s.tenant_id
+            """,
+            {"now": now, "retry": now - dt.timedelta(seconds=FAN_OUT_RETRY_SECONDS)},
+        )
+        tenant_ids = sorted({row[0] for row in cursor.fetchall()})
+    for index in range(0, len(tenant_ids), FAN_OUT_BATCH):
+        batch = tenant_ids[index:index + FAN_OUT_BATCH]
+        transaction.on_commit(lambda batch=batch: tasks.dispatch_due_schedules_of.delay(tenant_ids=batch))
+    return len(tenant_ids)
 
 
 def global_beat_entries_ensure() -> None:
@@ -207,3 +243,9 @@ def global_beat_entries_ensure() -> None:
                                                        day_of_month="*", month_of_year="*")
     PeriodicTask.objects.update_or_create(name="purge expired runs", defaults={
         "task": "campaigns.purge_expired_runs", "crontab": nightly, "enabled": True})
+    dispatch_every, _ = IntervalSchedule.objects.get_or_create(every=dispatch_interval_seconds(),
+                                                               period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.update_or_create(name=FAN_OUT_ENTRY, defaults={
+        "task": "campaigns.fan_out_due_schedules", "interval": dispatch_every, "enabled": True})
+    # Before the fan-out, each tenant had its own entry: beat cannot hold 10,000 of them.
+    PeriodicTask.objects.filter(name__startswith="dispatch schedules of tenant ").delete()

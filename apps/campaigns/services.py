@@ -4,6 +4,7 @@ check (by capability), an audit entry, and kicks sent after commit."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
 from django.db import connection, transaction
@@ -31,6 +32,8 @@ from apps.tenants.models import Membership, Tenant, User
 from apps.tenants.roles import role_can
 from apps.tenants.scoping import tenant_scope
 from apps.tenants.services import audit_record
+
+logger = logging.getLogger(__name__)
 
 VARIABLE_TYPES = {"string", "integer", "decimal", "boolean", "date", "datetime", "json"}
 EMPTY_GRAPH = {"nodes": [], "edges": []}
@@ -250,6 +253,40 @@ def run_create(*, tenant: Tenant, campaign: Campaign, version: CampaignVersion, 
         Campaign.objects.filter(pk=campaign.pk).update(has_run=True)
     engine.kick_run(run)
     return run
+
+
+def dangerously_runs_create_scheduled(*, fires: list[tuple[Campaign, str]]) -> list[Run]:
+    """Create the runs of due schedules, one per (live campaign, schedule key), in a few
+    statements whatever their number; a key that already has a run (a double fire) is skipped.
+    The campaigns may belong to several tenants (a fan-out batch): each run, node state and kick
+    takes its tenant from its campaign. The campaigns come with their `live_version` loaded."""
+    if not fires:
+        return []
+    existing = set(Run.dangerously_unscoped.filter(
+        campaign_id__in={campaign.pk for campaign, _ in fires}, schedule_key__in={key for _, key in fires},
+    ).values_list("campaign_id", "schedule_key"))
+    check_at = engine.now() + dt.timedelta(seconds=engine.STALL_SECONDS)
+    runs = []
+    for campaign, key in fires:
+        if (campaign.pk, key) in existing:
+            continue
+        try:
+            variables = coerce_variables(campaign, None)
+        except ApplicationError as exc:  # a required variable without default: nothing to run with
+            logger.warning("scheduled run of campaign %s not started: %s", campaign.pk, exc.message)
+            continue
+        runs.append(Run(tenant_id=campaign.tenant_id, campaign=campaign, version_id=campaign.live_version_id,
+                        graph=campaign.live_version.graph, trigger=RunTrigger.SCHEDULE, variables=variables,
+                        schedule_key=key, status=RunStatus.QUEUED, next_check_at=check_at))
+    if not runs:
+        return []
+    Run.dangerously_unscoped.bulk_create(runs)
+    NodeState.dangerously_unscoped.bulk_create([
+        NodeState(tenant_id=run.tenant_id, run=run, node_id=node["id"], type=node["type"])
+        for run in runs for node in run.graph["nodes"]])
+    Campaign.dangerously_unscoped.filter(pk__in={run.campaign_id for run in runs}, has_run=False).update(has_run=True)
+    engine.kick_runs(runs)
+    return runs
 
 
 def _start_mode(version: CampaignVersion) -> str:

@@ -15,6 +15,16 @@ def advance_run(*, run_id: int, tenant_id: int) -> None:
     engine.advance(run_id)
 
 
+@shared_task(name="campaigns.advance_runs")
+@tenant_task
+def advance_runs(*, run_ids: list[int], tenant_id: int) -> None:
+    """One kick for several runs of a tenant (the runs a schedule dispatch started together)."""
+    from apps.campaigns import engine
+
+    for run_id in run_ids:
+        engine.advance(run_id)
+
+
 @shared_task(name="campaigns.execute_node")
 @tenant_task
 def execute_node(*, run_id: int, node_id: str, tenant_id: int) -> None:
@@ -32,10 +42,28 @@ def sweep_stalled_runs() -> int:
     return engine.sweep()
 
 
+@shared_task(name="campaigns.fan_out_due_schedules")
+def fan_out_due_schedules() -> int:
+    """Periodic (one beat entry, every SCHEDULE_DISPATCH_SECONDS): send the tenants with due
+    schedules, in batches, to `dispatch_due_schedules_of`. Reads ids across tenants on purpose."""
+    from apps.campaigns import schedules
+
+    return schedules.dangerously_fan_out()
+
+
+@shared_task(name="campaigns.dispatch_due_schedules_of")
+def dispatch_due_schedules_of(*, tenant_ids: list[int]) -> int:
+    """Start the due scheduled runs of these tenants (a batch of the fan-out). Crosses tenants on
+    purpose, like the sweeper: every row it writes takes its tenant from the schedule row."""
+    from apps.campaigns import schedules
+
+    return schedules.dangerously_dispatch_due(tenant_ids)
+
+
 @shared_task(name="campaigns.dispatch_due_schedules")
 @tenant_task
 def dispatch_due_schedules(*, tenant_id: int) -> int:
-    """Periodic, one django-celery-beat entry per tenant: start the tenant's due scheduled runs."""
+    """Start one tenant's due scheduled runs now (by hand; the fan-out batches tenants)."""
     from apps.campaigns import schedules
     from apps.tenants.scoping import current_tenant
 

@@ -223,7 +223,7 @@ GUARDIAN_RAISE_403 = False
 ANONYMOUS_USER_NAME = None  # guardian: no anonymous object permissions
 
 # --- Engine ------------------------------------------------------------------------------------
-SCHEDULE_DISPATCH_SECONDS = int(os.environ.get("SCHEDULE_DISPATCH_SECONDS", "15"))
+SCHEDULE_DISPATCH_SECONDS = int(os.environ.get("SCHEDULE_DISPATCH_SECONDS", "5"))
 SWEEP_SECONDS = int(os.environ.get("SWEEP_SECONDS", "10"))
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "campaigns@localhost")
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

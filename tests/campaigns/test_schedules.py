@@ -1,15 +1,15 @@
 """Scheduling: fire times in the campaign's time zone across DST changes (a frozen clock: times
-are passed in), monthly "second Tuesday", validity periods, and the per-tenant dispatcher that
-starts exactly one run per fire time however often it is called."""
+are passed in), monthly "second Tuesday", validity periods, and the dispatcher (one beat entry fanning out per tenant) that starts exactly
+one run per fire time however often it is called."""
 
 from __future__ import annotations
 
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from django_celery_beat.models import PeriodicTask
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from apps.campaigns import schedules, services
+from apps.campaigns import engine, schedules, services
 from apps.campaigns.models import Run, Schedule
 from apps.tenants.scoping import tenant_scope
 from tests.campaigns.conftest import make_campaign
@@ -68,9 +68,68 @@ def test_cron_in_the_campaign_time_zone():
                                                                                                 "Mon 07:30"]
 
 
-def test_each_tenant_has_its_own_beat_entry(acme, globex):
-    names = set(PeriodicTask.objects.values_list("name", flat=True))
-    assert {"dispatch schedules of tenant acme", "dispatch schedules of tenant globex"} <= names
+DAILY = {"nodes": [{"id": "start", "type": "scheduler", "config": {"mode": "daily", "times": ["09:00"]}},
+                   {"id": "end", "type": "end"}],
+         "edges": [{"from": "start", "port": "out", "to": "end"}]}
+
+
+def live_daily_campaign(tenant, person):
+    campaign = make_campaign(tenant, person, DAILY)
+    with tenant_scope(tenant):
+        services.campaign_publish(tenant=tenant, campaign=campaign, by=person)
+        services.campaign_start(tenant=tenant, campaign=campaign, by=person)
+        return Schedule.objects.get(campaign=campaign)
+
+
+def test_one_beat_entry_replaces_the_per_tenant_entries(acme, globex):
+    PeriodicTask.objects.create(name="dispatch schedules of tenant acme", task="campaigns.dispatch_due_schedules",
+                                interval=IntervalSchedule.objects.create(every=15, period="seconds"))
+    schedules.global_beat_entries_ensure()
+    entries = {p.name: p for p in PeriodicTask.objects.all()}
+    assert entries["dispatch due schedules"].task == "campaigns.fan_out_due_schedules"
+    assert entries["dispatch due schedules"].interval.every == schedules.dispatch_interval_seconds()
+    assert not [name for name in entries if name.startswith("dispatch schedules of tenant")]
+
+
+def test_fan_out_dispatches_each_tenant_once_and_skips_a_paused_tenant(acme, globex, people, eager, monkeypatch):
+    due = [live_daily_campaign(acme, people["acme"]["marketer"].user),
+           live_daily_campaign(acme, people["acme"]["admin"].user),
+           live_daily_campaign(globex, people["globex"]["marketer"].user)]
+    fire = min(s.next_fire_at for s in due)  # acme's next 09:00 in Paris
+    Schedule.dangerously_unscoped.filter(pk__in=[s.pk for s in due]).update(next_fire_at=fire)
+    globex.settings = {"schedules_paused": True}
+    globex.save()
+
+    def clock(moment):
+        monkeypatch.setattr(engine, "now", lambda: moment)
+
+    clock(fire + dt.timedelta(seconds=2))
+    with eager(execute=True):
+        assert schedules.dangerously_fan_out() == 1  # acme only
+    # A second tick finds acme's schedules moved on to tomorrow and globex's still paused.
+    clock(fire + dt.timedelta(seconds=4))
+    assert schedules.dangerously_fan_out() == 0
+    with tenant_scope(acme):
+        runs = list(Run.objects.filter(trigger="schedule"))
+        assert len(runs) == 2 and {r.status for r in runs} == {"completed"}
+        assert {s.next_fire_at for s in Schedule.objects.all()} == {fire + dt.timedelta(days=1)}
+    with tenant_scope(globex):
+        assert not Run.objects.exists()
+
+    # Resumed, globex is dispatched at the next tick; a claim whose message was lost is sent
+    # again once FAN_OUT_RETRY_SECONDS have passed, and still starts one run per fire time.
+    globex.settings = {}
+    globex.save()
+    clock(fire + dt.timedelta(seconds=10))
+    assert schedules.dangerously_fan_out() == 1  # outside `eager`, the message is never sent: lost
+    clock(fire + dt.timedelta(seconds=15))
+    assert schedules.dangerously_fan_out() == 0  # still claimed
+    clock(fire + dt.timedelta(seconds=11 + schedules.FAN_OUT_RETRY_SECONDS))
+    with eager(execute=True):
+        assert schedules.dangerously_fan_out() == 1
+    with tenant_scope(globex):
+        assert Run.objects.filter(trigger="schedule").count() == 1
+        assert Schedule.objects.get().fanned_out_at is None
 
 
 def test_double_fire_starts_one_run_and_pause_stops_the_schedule(acme, people, eager):
