@@ -5,7 +5,8 @@ page; the link names the task and its tenant, it does not log anyone in."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import uuid
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core import signing
@@ -46,6 +47,12 @@ def task_link_read(token: str) -> dict[str, int] | None:
 def task_link(task: Task) -> str:
     base = getattr(settings, "PORTAL_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
     return f"{base}/tasks/link/{task_link_token(task)}/"
+
+
+def wants_immediate(tenant: Any) -> bool:
+    """Tenant setting `task_notifications`: "immediate" (default: one e-mail per event) or
+    "digest" (one daily e-mail per person; reminders before expiry are still sent)."""
+    return (tenant.settings or {}).get("task_notifications", "immediate") != "digest"
 
 
 def recipients(task: Task) -> list[User]:
@@ -91,21 +98,71 @@ def render(task: Task, event: str) -> tuple[str, str]:
 
 
 def task_notify(task: Task, event: str) -> None:
-    """Send the e-mail after the transaction commits (a rolled-back task notifies no one); a mail
-    outage is logged and never breaks the engine or the decision."""
+    """Ask a worker to e-mail the assignees once the transaction commits (a rolled-back task
+    notifies no one; the request or the engine never waits on SMTP)."""
     if event not in SUBJECTS:
         raise ValueError(f"unknown task event {event!r}")
-    to = [u.email for u in recipients(task)]
-    if not to:
-        return
+    from apps.approvals import tasks
+
+    task_id, tenant_id = task.pk, task.tenant_id
+    transaction.on_commit(lambda: tasks.notify_task.delay(task_id=task_id, event=event, tenant_id=tenant_id))
+
+
+def task_notify_now(task: Task, event: str) -> int:
+    """E-mail the people who may act on `task` now (one message each); returns how many were sent.
+    Through the tenant's SMTP settings (apps/channels) when it has them, else the platform's
+    e-mail backend. A mail outage is logged, never raised."""
+    people = recipients(task)
+    if not people:
+        return 0
     subject, body = render(task, event)
-    task_id = task.pk
+    return deliver(task.tenant, subject, body, [u.email for u in people], key=f"task-{task.pk}-{event}")
 
-    def send() -> None:
-        try:
+
+def deliver(tenant: Any, subject: str, body: str, to: list[str], *, key: str) -> int:
+    from apps.channels import providers
+    from apps.channels.selectors import channel_settings_get
+
+    config = channel_settings_get(tenant=tenant)
+    sent = 0
+    try:
+        if config.smtp_host and config.from_email:
+            with providers.SmtpSender(config) as smtp:
+                for address in to:
+                    email = providers.Email(to=address, subject=subject, text=body, html="",
+                                            message_id=f"{key}-{uuid.uuid4().hex[:12]}@{config.message_id_domain}")
+                    result = smtp.send(email)
+                    if result.is_sent:
+                        sent += 1
+                    else:
+                        logger.warning("task notification to %s not sent: %s", address, result.detail)
+        else:
             # One message per person: assignees do not see each other's addresses.
-            send_mass_mail([(subject, body, settings.DEFAULT_FROM_EMAIL, [address]) for address in to])
-        except Exception:
-            logger.exception("could not notify the assignees of task %s", task_id)
+            sent = send_mass_mail([(subject, body, settings.DEFAULT_FROM_EMAIL, [address]) for address in to])
+    except Exception:
+        logger.exception("could not send the task notification %s", key)
+    return sent
 
-    transaction.on_commit(send)
+
+def dangerously_send_digests() -> int:
+    """Across tenants that chose digests: one e-mail per member with open tasks waiting on them."""
+    from apps.approvals.selectors import task_list
+    from apps.tenants.models import Membership, Tenant
+    from apps.tenants.scoping import tenant_scope
+
+    sent = 0
+    for tenant in Tenant.objects.filter(is_active=True, settings__task_notifications="digest"):
+        with tenant_scope(tenant):
+            for membership in Membership.objects.filter(is_active=True, user__is_active=True).select_related("user"):
+                tasks = list(task_list(tenant=tenant, user=membership.user,
+                                       filters={"status": "open", "assignee": "me"}).order_by("due_at", "id")[:50])
+                if not tasks:
+                    continue
+                lines = [f"{len(tasks)} task(s) wait on you in {tenant.name}:", ""]
+                for task in tasks:
+                    due = f" (due {task.due_at:%Y-%m-%d %H:%M %Z})" if task.due_at else ""
+                    lines.append(f"- {task.get_kind_display()} #{task.pk}: {task.title}, {task.campaign.name}{due}")
+                    lines.append(f"  {task_link(task)}")
+                sent += deliver(tenant, f"[{tenant.name}] Your tasks", "\n".join(lines) + "\n",
+                                [membership.user.email], key=f"digest-{membership.user_id}")
+    return sent

@@ -494,3 +494,39 @@ def campaign_approvers_set(*, tenant: Tenant, campaign: Campaign, by: User | Non
 
 
 __all__ = ["APPROVE_PERMISSION", "Assignment"]
+
+
+# Reminders ----------------------------------------------------------------------------------------
+
+DEFAULT_REMINDER_HOURS = 24
+
+
+def dangerously_tasks_remind_due(limit: int = 1000) -> int:
+    """Across tenants (a periodic job): mark and notify the open tasks entering their reminder
+    window: the tenant's `task_reminder_hours` (default 24) before the due date, or half the
+    task's lifetime when that is shorter (a 4-hour task is reminded 2 hours before)."""
+    from apps.tenants.scoping import tenant_scope
+
+    current = now()
+    horizon = current + dt.timedelta(hours=24 * 30)
+    candidates = list(Task.dangerously_unscoped.filter(
+        status=TaskStatus.OPEN, reminded_at__isnull=True, due_at__isnull=False, due_at__gt=current,
+        due_at__lte=horizon).select_related("tenant").order_by("due_at")[:limit])
+    reminded = 0
+    for task in candidates:
+        try:
+            hours = float((task.tenant.settings or {}).get("task_reminder_hours", DEFAULT_REMINDER_HOURS))
+        except (TypeError, ValueError):
+            hours = DEFAULT_REMINDER_HOURS
+        window = min(dt.timedelta(hours=hours), (task.due_at - task.created_at) / 2)
+        if task.due_at - current > window:
+            continue
+        with tenant_scope(task.tenant), transaction.atomic():
+            # Claimed by the UPDATE: two overlapping jobs remind once.
+            if not Task.objects.filter(pk=task.pk, reminded_at__isnull=True, status=TaskStatus.OPEN).update(
+                    reminded_at=current):
+                continue
+            task.reminded_at = current
+            notifications.task_notify(task, "reminder")
+            reminded += 1
+    return reminded
