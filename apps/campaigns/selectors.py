@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.db import connection
 from django.db.models import Q, QuerySet
@@ -111,3 +113,15 @@ def run_log(*, run: Run, level: str | None = None, node_id: str | None = None, s
 
 def campaign_schedule(*, campaign: Campaign) -> Schedule | None:
     return Schedule.objects.filter(campaign=campaign).first()
+
+
+def schedule_next_fires(*, schedule: Schedule | None, count: int = 5) -> list[dt.datetime]:
+    """The next `count` fire times of an armed schedule, in its own time zone (the campaign's);
+    empty when it is not armed (a paused or stopped campaign has no schedule row)."""
+    from apps.campaigns.schedules import preview
+
+    if schedule is None or not schedule.is_active or schedule.next_fire_at is None:
+        return []
+    zone = ZoneInfo(schedule.time_zone)
+    fires = [schedule.next_fire_at, *preview(schedule.spec, schedule.time_zone, schedule.next_fire_at, count - 1)]
+    return [fire.astimezone(zone) for fire in fires[:count]]

@@ -204,10 +204,12 @@ def _campaign_page(request: HttpRequest, campaign: Campaign, *, draft_form: Draf
     can_build = _can(request, "campaigns.build")
     if draft_form is None and can_build:
         draft_form = DraftForm(initial={"graph": json.dumps(draft.graph, indent=2), "revision": draft.revision})
+    schedule = selectors.campaign_schedule(campaign=campaign)
     context = {
         "campaign": campaign, "draft": draft, "problems": problems, "runs": runs,
         "actions": _actions(request, campaign, draft), "can_build": can_build,
-        "draft_form": draft_form, "draft_json": json.dumps(draft.graph, indent=2), "schedule": selectors.campaign_schedule(campaign=campaign),
+        "draft_form": draft_form, "draft_json": json.dumps(draft.graph, indent=2),
+        "schedule": schedule, "next_fires": selectors.schedule_next_fires(schedule=schedule),
         "log_form": log_form, "log": _log_entries(run, log_form) if run else [],
         "role_label": Role(request.membership.role).label,
         **graph_context(campaign, run, problems),
@@ -230,10 +232,12 @@ def campaign_list(request: HttpRequest) -> HttpResponse:
         request.GET.get("page"))
     rows = []
     for campaign in page:
+        schedule = selectors.campaign_schedule(campaign=campaign)
         rows.append({
             "campaign": campaign,
             "last_run": selectors.run_list(tenant=request.tenant, campaign=campaign).first(),
-            "schedule": selectors.campaign_schedule(campaign=campaign),
+            "schedule": schedule,
+            "next_fire": next(iter(selectors.schedule_next_fires(schedule=schedule, count=1)), None),
         })
     return render(request, "portal/campaigns.html", {
         "page": page, "rows": rows, "create_form": CampaignCreateForm(),

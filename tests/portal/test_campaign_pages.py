@@ -81,6 +81,43 @@ def test_list_shows_campaigns_with_status_last_run_and_tags(portal, campaign, te
     assert "New campaign" not in html  # viewers cannot build
 
 
+def test_next_fire_times_in_the_campaigns_time_zone_on_list_and_page(portal, acme, people):
+    marketer = people["acme"]["marketer"].user
+    weekly = {"nodes": [{"id": "start", "type": "scheduler",
+                         "config": {"mode": "weekly", "weekdays": ["mon", "thu"], "times": ["09:30"]}},
+                        {"id": "end", "type": "end"}],
+              "edges": [{"from": "start", "port": "out", "to": "end"}]}
+    campaign = make_campaign(acme, marketer, weekly, name="Weekly digest")
+    with tenant_scope(acme):
+        services.campaign_publish(tenant=acme, campaign=campaign, by=marketer)
+        services.campaign_start(tenant=acme, campaign=campaign, by=marketer)
+        fires = selectors.schedule_next_fires(schedule=selectors.campaign_schedule(campaign=campaign))
+    assert len(fires) == 5 and {(f.strftime("%a"), f.hour, f.minute) for f in fires} <= {("Mon", 9, 30),
+                                                                                            ("Thu", 9, 30)}
+    assert all(str(f.tzinfo) == "Europe/Paris" for f in fires)  # acme's zone, the campaign's default
+    with tenant_scope(acme):  # the campaign's own zone wins, in the portal too
+        services.campaign_update(tenant=acme, campaign=campaign, by=marketer, settings={"time_zone": "Asia/Tokyo"})
+        services.campaign_pause(tenant=acme, campaign=campaign, by=marketer)
+        services.campaign_resume(tenant=acme, campaign=campaign, by=marketer)
+        fires = selectors.schedule_next_fires(schedule=selectors.campaign_schedule(campaign=campaign))
+    assert {(f.hour, f.minute, f.tzname()) for f in fires} == {(9, 30, "JST")}
+
+    client = portal("acme", "viewer")
+    listing = client.get(reverse("portal:campaigns")).content.decode()
+    first = f"{fires[0]:%b} {fires[0].day}, {fires[0]:%Y} 09:30 JST"
+    assert re.search(rf'data-testid="next-run"><time[^>]*>{first}</time>', listing), first
+    page = client.get(detail_url(campaign)).content.decode()
+    shown = re.search(r'data-testid="next-runs">(.*?)</p>', page, re.S).group(1)
+    assert "Asia/Tokyo" in shown
+    assert re.findall(r"<time[^>]*>([^<]*)</time>", shown) == [f"{f:%a %b} {f.day}, 09:30 JST" for f in fires]
+
+    with tenant_scope(acme):
+        services.campaign_pause(tenant=acme, campaign=campaign, by=marketer)
+    listing = client.get(reverse("portal:campaigns")).content.decode()
+    assert re.search(r'data-testid="next-run">\s*<span class="muted">Paused</span>', listing)
+    assert 'data-testid="next-runs"' not in client.get(detail_url(campaign)).content.decode()
+
+
 def test_create_redirects_to_the_campaign_page(portal, acme):
     client = portal("acme", "marketer")
     assert "New campaign" in client.get(reverse("portal:campaigns")).content.decode()
