@@ -169,9 +169,13 @@ def dangerously_dispatch_due(tenant_ids: list[int], *, now: dt.datetime | None =
 
     now = now or engine.now()
     with transaction.atomic():
-        due = list(Schedule.dangerously_unscoped.select_for_update(skip_locked=True, of=("self",))
+        # FOR UPDATE waits (SKIP LOCKED would skip rows the fan-out is claiming at that moment and
+        # leave them for a minute): a second dispatcher of the same rows waits, then finds them
+        # moved on. Rows are locked in id order, so two dispatchers cannot deadlock.
+        due = list(Schedule.dangerously_unscoped.select_for_update(of=("self",))
                    .select_related("campaign", "campaign__live_version", "tenant")
-                   .filter(tenant_id__in=tenant_ids, tenant__is_active=True, is_active=True, next_fire_at__lte=now))
+                   .filter(tenant_id__in=tenant_ids, tenant__is_active=True, is_active=True, next_fire_at__lte=now)
+                   .order_by("pk"))
         due = [schedule for schedule in due if not schedules_paused(schedule.tenant)]
         if not due:
             return 0
@@ -216,12 +220,14 @@ def dangerously_fan_out(now: dt.datetime | None = None) -> int:
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            UPDATE campaigns_schedule AS s SET fanned_out_at = %(now)s
-              FROM tenants_tenant AS t
-             WHERE s.tenant_id = t.id AND s.is_active AND s.next_fire_at <= %(now)s
-               AND (s.fanned_out_at IS NULL OR s.fanned_out_at < %(retry)s)
-               AND t.is_active AND NOT coalesce((t.settings ->> 'schedules_paused')::boolean, false)
-            RETURNING s.tenant_id
+            UPDATE campaigns_schedule SET fanned_out_at = %(now)s
+             WHERE id IN (
+                   SELECT s.id FROM campaigns_schedule AS s JOIN tenants_tenant AS t ON t.id = s.tenant_id
+                    WHERE s.is_active AND s.next_fire_at <= %(now)s
+                      AND (s.fanned_out_at IS NULL OR s.fanned_out_at < %(retry)s)
+                      AND t.is_active AND NOT coalesce((t.settings ->> 'schedules_paused')::boolean, false)
+                      FOR UPDATE OF s SKIP LOCKED)  -- rows being dispatched right now are in hand
+            RETURNING tenant_id
             """,
             {"now": now, "retry": now - dt.timedelta(seconds=FAN_OUT_RETRY_SECONDS)},
         )
