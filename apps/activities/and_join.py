@@ -14,6 +14,7 @@ class AndJoin(Activity):
     type = "and_join"
     label = "And-join"
     group = "flow"
+    runs_inline = True  # cheap: the engine executes it within advance (docs/engine.md)
     description = "Waits for all incoming branches; continues with the main input's population."
     min_inputs = 2
     config_schema = {
