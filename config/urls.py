@@ -8,6 +8,7 @@ api_v1 = [
     path("", include("apps.profiles.api.urls")),
     path("", include("apps.audiences.api.urls")),
     path("", include("apps.campaigns.api.urls")),
+    path("", include("apps.files.api.urls")),
     path("", include("apps.channels.api.urls")),
     path("", include("apps.approvals.api.urls")),
 ]
@@ -17,5 +18,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("admin/", admin.site.urls),
+    path("tasks/", include("apps.approvals.urls")),  # before the portal: replaces its placeholder
     path("", include("apps.portal.urls")),
 ]
