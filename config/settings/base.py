@@ -231,3 +231,7 @@ EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.conso
 # --- Channels ----------------------------------------------------------------------------------
 # Whether SMTP hosts and webhook URLs may resolve to private/loopback addresses (production: no).
 CHANNELS_ALLOW_PRIVATE_NETWORKS = env_bool("CHANNELS_ALLOW_PRIVATE_NETWORKS", True)
+
+# --- Approvals ---------------------------------------------------------------------------------
+# The portal's public address, for the links in task e-mails.
+PORTAL_BASE_URL = os.environ.get("PORTAL_BASE_URL", "http://127.0.0.1:8000")
