@@ -8,6 +8,7 @@ api_v1 = [
     path("", include("apps.profiles.api.urls")),
     path("", include("apps.audiences.api.urls")),
     path("", include("apps.campaigns.api.urls")),
+    path("", include("apps.files.api.urls")),
     path("", include("apps.channels.api.urls")),
     path("", include("apps.approvals.api.urls")),
 ]

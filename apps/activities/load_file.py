@@ -780,16 +780,81 @@ class _Loader:
         return self.execute(S("SELECT count(*) FROM {} WHERE NOT ok").format(CHECKED)).fetchone()[0]
 
 
-def rejects_report(cursor: Any, population: Population) -> Iterator[bytes]:
-    """The rejects population as CSV (line,column,value,reason), streamed with COPY; cells a
+def rejects_report(cursor: Any, population: Population, first: str = "line") -> Iterator[bytes]:
+    """A rejects population (key, column, value, reason) as CSV, streamed with COPY, in key order
+    (shorter keys first: line numbers in order); the key's column is headed `first`. Cells a
     spreadsheet would run as formulas start with a single quote."""
     from apps.campaigns.populations import table_ident
 
     raw = getattr(cursor, "cursor", cursor)
-    cells = [S("key::bigint AS line")] + [
+    cells = [S("key AS {}").format(Id(first))] + [
         S("CASE WHEN left({c}, 1) IN ({p}) THEN '''' || {c} ELSE {c} END AS {c}").format(
             c=Id(c), p=S(", ").join(L(p) for p in imports.FORMULA_PREFIXES)) for c in ("column", "value", "reason")]
-    copy = S("COPY (SELECT {} FROM {} ORDER BY key::bigint) TO STDOUT (FORMAT csv, HEADER true)").format(
+    copy = S("COPY (SELECT {} FROM {} ORDER BY length(key), key) TO STDOUT (FORMAT csv, HEADER true)").format(
         S(", ").join(cells), table_ident(population.table))
     with raw.copy(copy) as data:
-        yield from data
+        for chunk in data:
+            yield bytes(chunk)
+
+
+INFERRED_TYPES = (FieldType.INTEGER, FieldType.DECIMAL, FieldType.BOOLEAN, FieldType.DATE, FieldType.DATETIME,
+                  FieldType.EMAIL)
+
+
+def infer_columns(path: Path, name: str, config: dict[str, Any], lines: int = SAMPLE_LINES) -> list[dict[str, Any]]:
+    """Columns proposed from a sample file, for the `columns` of a Load file: one per header cell
+    (per key of the first JSON lines), typed by the narrowest type every non-empty value of its
+    first `lines` lines fits (as types.coerce reads them), else text."""
+    options = _options(config, name)
+    jsonl = _format_of(config, name) == "jsonl"
+    handle, header, _ = _open_at_data(path, options, jsonl=jsonl)
+    samples: list[list[Any]] = []
+    with handle:
+        text = io.TextIOWrapper(handle, encoding=_python_codec(options["encoding"]), newline="")
+        try:
+            if jsonl:
+                import json
+
+                keys: list[str] = []
+                rows = []
+                for number, raw in enumerate(text):
+                    if number >= lines:
+                        break
+                    with contextlib.suppress(ValueError):
+                        doc = json.loads(raw)
+                        if isinstance(doc, dict):
+                            keys += [k for k in doc if k not in keys]
+                            rows.append(doc)
+                columns = [{"name": c["name"], "source": key} for c, key in zip(header_columns(keys), keys, strict=True)]
+                samples = [[row.get(k) for k in keys] for row in rows]
+            else:
+                reader = csv.reader(text, delimiter=options["delimiter"], quotechar=options["quote"])
+                for number, row in enumerate(reader):
+                    if number >= lines:
+                        break
+                    samples.append(row)
+                if header is None:
+                    width = max((len(r) for r in samples), default=0)
+                    columns = [{"name": f"column_{i + 1}", "source": i + 1} for i in range(width)]
+                else:
+                    columns = header_columns(header)
+        except UnicodeDecodeError as exc:
+            raise FileProblem(f"the sample is not valid {options['encoding']} ({exc.reason}).") from None
+        finally:
+            text.detach()
+    for index, column in enumerate(columns):
+        values = [row[index] for row in samples if index < len(row) and row[index] not in (None, "")]
+        column["type"] = next((kind for kind in INFERRED_TYPES if values and all(_fits(kind, v) for v in values)),
+                              FieldType.STRING)
+    return columns
+
+
+def _fits(kind: str, value: Any) -> bool:
+    if kind == FieldType.BOOLEAN and isinstance(value, str) and value.strip().isdigit():
+        return False  # 0/1 columns read better as numbers
+    if kind == FieldType.DATETIME and isinstance(value, str) and len(value.strip()) <= 10:
+        return False  # a date alone is a date
+    try:
+        return coerce(kind, value if not isinstance(value, str) else value.strip()) is not None
+    except InvalidValue:
+        return False
