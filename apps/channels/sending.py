@@ -436,11 +436,12 @@ def delivery_send(*, tenant: Tenant, delivery_id: int) -> str:
         pause = (slot - timezone.now()).total_seconds()
         if pause > 0:
             time.sleep(pause)
+        deadline = time.monotonic() + 0.8 * lease_seconds()
         rows = _claim(delivery, owner, size, schema_id)
         if not rows:
             why = "done" if remaining(delivery) == 0 else "others at work"
             break
-        _send_batch(delivery, tenant, owner, rows)
+        _send_batch(delivery, tenant, owner, rows, deadline=deadline)
         if time.monotonic() - started > time_budget_seconds():
             break
     if why == "budget":
@@ -452,12 +453,18 @@ def delivery_send(*, tenant: Tenant, delivery_id: int) -> str:
     return why
 
 
-def _send_batch(delivery: Delivery, tenant: Tenant, owner: str, rows: list[tuple[Any, ...]]) -> None:
+def _send_batch(delivery: Delivery, tenant: Tenant, owner: str, rows: list[tuple[Any, ...]], *,
+                deadline: float) -> None:
+    """Render and hand over a claimed batch; messages left when `deadline` (before the lease
+    runs out: another sender may own them then) passes go back to pending."""
     outcomes: list[tuple[int, str, str]] = []
     try:
         provider = _Provider(delivery, tenant)
         with provider:
             for message_id, _key, address, idempotency_key, data, attempts, attributes in rows:
+                if time.monotonic() > deadline:
+                    outcomes.append((message_id, MessageStatus.PENDING, ""))
+                    continue
                 if attempts > MAX_ATTEMPTS:
                     outcomes.append((message_id, MessageStatus.FAILED, f"Gave up after {MAX_ATTEMPTS} attempts."))
                     continue

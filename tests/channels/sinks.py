@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import email
 import email.policy
+import functools
 import json
+import re
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -14,6 +16,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+
+MESSAGE_ID = re.compile(rb"^Message-ID:\s*(<[^>\r\n]+>)", re.M | re.I)
 
 
 def free_port() -> int:
@@ -26,11 +30,17 @@ def free_port() -> int:
 class Received:
     mail_from: str
     rcpt_tos: list[str]
-    message: Any  # email.message.EmailMessage
+    raw: bytes
+
+    @functools.cached_property
+    def message(self) -> Any:
+        """The parsed message (email.message.EmailMessage), parsed when first asked for."""
+        return email.message_from_bytes(self.raw, policy=email.policy.SMTP)
 
     @property
     def message_id(self) -> str:
-        return str(self.message["Message-ID"])
+        match = MESSAGE_ID.search(self.raw)
+        return match.group(1).decode() if match else str(self.message["Message-ID"])
 
 
 class _Handler:
@@ -44,9 +54,9 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
-        message = email.message_from_bytes(envelope.original_content or envelope.content, policy=email.policy.SMTP)
+        raw = envelope.original_content or envelope.content
         with self.sink.lock:
-            self.sink.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))
+            self.sink.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), raw))
         return "250 Message accepted for delivery"
 
 
