@@ -187,7 +187,10 @@ def approval_gate(ctx: ExecutionContext, *, population: Population, settings: di
         if task.is_open:  # not due yet (an early wake-up) or escalated: wait on
             return _waiting(ctx, task, title, state_key)
     if task.status == TaskStatus.CANCELLED:
-        raise NodeError(f"The task #{task.pk} was cancelled.")
+        # Its run ended (failed, stopped) and has been retried since: ask again.
+        ctx.log(f"Task #{task.pk} was cancelled when the run ended; a new task is raised.")
+        snapshot = take_snapshot(ctx, population, sample_size=sample_size, content=content)
+        return _waiting(ctx, _raise(ctx, settings, title, kind, snapshot, replaces=task), title, state_key)
     if task.status == TaskStatus.VOID:  # replaced by a newer task: wait on that one
         newer = Task.objects.filter(replaces=task).order_by("-id").first()
         if newer is None:
@@ -207,7 +210,7 @@ def approval_gate(ctx: ExecutionContext, *, population: Population, settings: di
 
 
 def _raise(ctx: ExecutionContext, settings: dict[str, Any], title: str, kind: str,
-           snapshot: dict[str, Any]) -> Task:
+           snapshot: dict[str, Any], replaces: Task | None = None) -> Task:
     from apps.approvals import services
 
     try:
@@ -223,7 +226,7 @@ def _raise(ctx: ExecutionContext, settings: dict[str, Any], title: str, kind: st
             tenant=ctx.tenant, campaign=ctx.campaign, run=ctx.run, node_id=ctx.node_id, kind=kind,
             title=(settings.get("title") or title), instructions=settings.get("instructions") or "",
             assignment=assignment, due_at=due_at, expiry_action=action, escalate_to=escalate_to,
-            snapshot=snapshot, tolerance=settings.get("tolerance") or {},
+            snapshot=snapshot, tolerance=settings.get("tolerance") or {}, replaces=replaces,
         )
     except ApplicationError as exc:  # e.g. the named approver left the tenant since publishing
         details = "; ".join(f"{k}: {', '.join(v)}" for k, v in exc.fields.items())

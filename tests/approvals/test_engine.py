@@ -297,3 +297,45 @@ def test_decisions_cannot_be_altered_through_the_orm_or_sql(acme, marketer, appr
                 cur.execute(statement, [decision.pk])
         decision.refresh_from_db()
         assert (decision.verdict, decision.comment, decision.user) == ("approve", "ok", approver)
+
+
+def test_a_decision_while_the_campaign_is_paused_takes_effect_on_resume(acme, marketer, approver, eager):
+    campaign, run = start_campaign(acme, marketer, approval_graph(), eager)
+    with tenant_scope(acme), eager(execute=True):
+        campaign_services.campaign_pause(tenant=acme, campaign=campaign, by=marketer)
+        services.task_approve(tenant=acme, task=task_of(run), by=approver)
+    assert refreshed(run).status == "paused" and nodes_of(run)["approve"].status == "waiting"
+    with tenant_scope(acme), eager(execute=True):
+        campaign_services.campaign_resume(tenant=acme, campaign=campaign, by=marketer)
+    assert refreshed(run).status == "completed" and nodes_of(run)["sent"].status == "done"
+
+
+def test_retrying_a_failed_run_raises_a_new_task_for_the_cancelled_one(acme, marketer, approver, eager):
+    from tests.campaigns.conftest import make_campaign
+
+    other = make_campaign(acme, marketer, {"nodes": [], "edges": []}, name="Not live yet")
+    g = approval_graph()
+    g["nodes"] += [{"id": "fork", "type": "fork", "config": {"branches": [{"port": "a"}, {"port": "b"}]}},
+                   {"id": "later", "type": "wait", "config": {"mode": "duration", "duration": "5m"}},
+                   {"id": "trigger", "type": "end", "config": {"trigger_campaign": other.pk}}]
+    g["edges"] = [e for e in g["edges"] if e["from"] != "start"] + [
+        {"from": "start", "port": "out", "to": "fork"}, {"from": "fork", "port": "a", "to": "rows"},
+        {"from": "fork", "port": "b", "to": "later"}, {"from": "later", "port": "out", "to": "trigger"}]
+    campaign, run = start_campaign(acme, marketer, g, eager)
+    first = task_of(run)
+    assert first.status == "open"
+    # Five minutes later the other branch fails (its campaign to trigger is not live): the run fails.
+    at(engine.now() + dt.timedelta(minutes=6), eager, engine.sweep)
+    assert refreshed(run).status == "failed" and refreshed(first).status == "cancelled"
+
+    other_graph = {"nodes": [{"id": "s", "type": "scheduler", "config": {"mode": "api"}}], "edges": []}
+    with tenant_scope(acme), eager(execute=True):
+        campaign_services.draft_update(tenant=acme, campaign=other, by=marketer, graph=other_graph)
+        campaign_services.campaign_publish(tenant=acme, campaign=other, by=marketer)
+        campaign_services.campaign_start(tenant=acme, campaign=other, by=marketer)
+        campaign_services.run_retry(tenant=acme, run=run, by=marketer)
+    second = task_of(run, status="open")
+    assert second is not None and second.replaces_id == first.pk
+    with tenant_scope(acme), eager(execute=True):
+        services.task_approve(tenant=acme, task=second, by=approver)
+    assert refreshed(run).status == "completed" and nodes_of(run)["sent"].status == "done"
