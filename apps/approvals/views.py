@@ -74,12 +74,33 @@ def task_detail(request: HttpRequest, task_id: int) -> HttpResponse:
         "campaign": task.campaign,
         "run": task.run,
     }
+    if context["can_do"]["assign"]:
+        context["assignees"] = _assignee_choices(request, task)
     if task.run is not None:
         from apps.portal.campaign_views import graph_context
 
         context.update(graph_context(task.campaign, task.run, []))
         context["waiting_node"] = task.node_id
     return render(request, "approvals/task.html", context)
+
+
+def _assignee_choices(request: HttpRequest, task: Any) -> list[tuple[str, str]]:
+    """People who could answer the task (for an approval: roles that may decide), then groups."""
+    from apps.tenants.models import Membership
+    from apps.tenants.roles import CAPABILITIES
+
+    roles = CAPABILITIES["tasks.decide"] if task.kind == "approval" else CAPABILITIES["tasks.read"]
+    people = Membership.objects.filter(tenant=request.tenant, is_active=True, role__in=list(roles)).select_related(
+        "user").order_by("user__email")
+    return ([(f"user:{m.user_id}", f"{m.user.email} ({m.get_role_display().lower()})") for m in people]
+            + [(f"group:{g.pk}", f"group {g.name}") for g in selectors.approver_group_list(tenant=request.tenant)])
+
+
+def _assign(request: HttpRequest, task: Any) -> None:
+    kind, _, ref = request.POST.get("assignee", "").partition(":")
+    if kind not in ("user", "group") or not ref.isdigit():
+        raise ApplicationError("Choose a person or a group.", fields={"assignee": ["Choose a person or a group."]})
+    services.task_assign(tenant=request.tenant, task=task, by=request.user, **{kind: ref})
 
 
 def _act(request: HttpRequest, task_id: int, action: str) -> HttpResponse:
@@ -95,6 +116,9 @@ def _act(request: HttpRequest, task_id: int, action: str) -> HttpResponse:
         elif action == "claim":
             services.task_claim(tenant=request.tenant, task=task, by=request.user)
             messages.success(request, "The task is yours now.")
+        elif action == "assign":
+            _assign(request, task)
+            messages.success(request, "Task reassigned; the new assignees are notified.")
         elif action == "complete":
             services.task_complete(tenant=request.tenant, task=task, by=request.user, comment=comment)
             messages.success(request, "Marked done: the campaign goes on.")

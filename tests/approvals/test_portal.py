@@ -122,3 +122,27 @@ def test_signed_link_asks_for_login_then_opens_the_task_in_its_workspace(people,
     # Someone outside the tenant gets 404; a forged link leads to the inbox.
     assert client_for(people["globex"]["admin"].user).get(f"/tasks/link/{token}/").status_code == 404
     assert client.get(f"/tasks/link/{token[:-3]}abc/")["Location"] == "/tasks/"
+
+
+def test_marketer_reassigns_from_the_task_page(acme, people, waiting):
+    campaign, run, task = waiting
+    with tenant_scope(acme):
+        group = services.approver_group_create(tenant=acme, name="Legal", by=None, members=["approver@acme.test"])
+    client = client_for(people["acme"]["marketer"].user)
+    page = client.get(f"/tasks/{task.pk}/").content.decode()
+    assert 'data-testid="assign-form"' in page
+    assert "approver@acme.test (approver)" in page and "viewer@acme.test" not in page and "group Legal" in page
+    response = client.post(f"/tasks/{task.pk}/assign/", {"assignee": f"group:{group.pk}"}, follow=True)
+    assert "Task reassigned" in response.content.decode()
+    assert refreshed(task).assignee_group == group
+    bad = client.post(f"/tasks/{task.pk}/assign/", {"assignee": "nobody"}, follow=True)
+    assert "Choose a person or a group." in bad.content.decode()
+    viewer = people["acme"]["viewer"].user
+    refused = client.post(f"/tasks/{task.pk}/assign/", {"assignee": f"user:{viewer.pk}"}, follow=True)
+    assert "cannot approve" in refused.content.decode()
+    assert refreshed(task).assignee_group == group
+    # An approver cannot reassign (no form, and the action is refused).
+    approver = client_for(people["acme"]["approver"].user)
+    assert 'data-testid="assign-form"' not in approver.get(f"/tasks/{task.pk}/").content.decode()
+    approver.post(f"/tasks/{task.pk}/assign/", {"assignee": f"user:{viewer.pk}"})
+    assert refreshed(task).assignee_group == group
