@@ -71,16 +71,21 @@ def kick_run(run: Run) -> None:
     transaction.on_commit(lambda: tasks.advance_run.delay(run_id=run_id, tenant_id=tenant_id))
 
 
-def kick_runs(runs: list[Run]) -> None:
-    """Ask workers to look at these runs once the current transaction commits: one message per
-    tenant (runs started together by a schedule dispatch)."""
+KICK_TENANTS = 10  # tenants per kick message when many runs start together
+
+
+def kick_runs(runs: list[tuple[int, int]]) -> None:
+    """Ask workers to look at these (run id, tenant id) once the current transaction commits, in
+    one message per KICK_TENANTS tenants (the runs a schedule dispatch started together)."""
     from apps.campaigns import tasks
 
     by_tenant: dict[int, list[int]] = {}
-    for run in runs:
-        by_tenant.setdefault(run.tenant_id, []).append(run.pk)
-    for tenant_id, run_ids in by_tenant.items():
-        transaction.on_commit(lambda t=tenant_id, r=run_ids: tasks.advance_runs.delay(run_ids=r, tenant_id=t))
+    for run_id, tenant_id in runs:
+        by_tenant.setdefault(tenant_id, []).append(run_id)
+    groups = [[tenant_id, run_ids] for tenant_id, run_ids in by_tenant.items()]
+    for index in range(0, len(groups), KICK_TENANTS):
+        chunk = groups[index:index + KICK_TENANTS]
+        transaction.on_commit(lambda chunk=chunk: tasks.advance_runs_of.delay(runs=chunk))
 
 
 def _dispatch_node(run: Run, node_id: str) -> None:

@@ -173,28 +173,33 @@ def dangerously_dispatch_due(tenant_ids: list[int], *, now: dt.datetime | None =
         # leave them for a minute): a second dispatcher of the same rows waits, then finds them
         # moved on. Rows are locked in id order, so two dispatchers cannot deadlock.
         due = list(Schedule.dangerously_unscoped.select_for_update(of=("self",))
-                   .select_related("campaign", "campaign__live_version", "tenant")
                    .filter(tenant_id__in=tenant_ids, tenant__is_active=True, is_active=True, next_fire_at__lte=now)
-                   .order_by("pk"))
-        due = [schedule for schedule in due if not schedules_paused(schedule.tenant)]
+                   .order_by("pk").values_list("pk", "tenant_id", "campaign_id", "node_id", "spec", "time_zone",
+                                               "next_fire_at"))
+        paused = {tenant.pk for tenant in Tenant.objects.filter(pk__in={row[1] for row in due})
+                  if schedules_paused(tenant)}
+        due = [row for row in due if row[1] not in paused]
         if not due:
             return 0
-        fires = [(schedule.campaign, f"{schedule.node_id}@{schedule.next_fire_at.isoformat()}") for schedule in due
-                 if schedule.campaign.status == CampaignStatus.LIVE and schedule.campaign.live_version_id]
-        runs = services.dangerously_runs_create_scheduled(fires=fires)
+        campaigns = Campaign.dangerously_unscoped.only("id", "tenant_id", "variables").in_bulk(
+            {row[2] for row in due})
+        fires = [(campaigns[campaign_id], f"{node_id}@{fire_at.isoformat()}")
+                 for _, _, campaign_id, node_id, _, _, fire_at in due]
+        started = services.dangerously_runs_create_scheduled(tenant_ids=sorted({row[1] for row in due}),
+                                                             fires=fires)
         # Rows that move to the same next fire time are updated together.
         following: dict[tuple[str, str, dt.datetime], dt.datetime | None] = {}
         moves: dict[tuple[dt.datetime, dt.datetime | None], list[int]] = {}
-        for schedule in due:
-            after = max(now, schedule.next_fire_at)
-            key = (json.dumps(schedule.spec, sort_keys=True), schedule.time_zone, after)
+        for pk, _, _, _, spec, time_zone, fire_at in due:
+            after = max(now, fire_at)
+            key = (json.dumps(spec, sort_keys=True), time_zone, after)
             if key not in following:
-                following[key] = next_fire(schedule.spec, schedule.time_zone, after)
-            moves.setdefault((schedule.next_fire_at, following[key]), []).append(schedule.pk)
+                following[key] = next_fire(spec, time_zone, after)
+            moves.setdefault((fire_at, following[key]), []).append(pk)
         for (fired, nxt), ids in moves.items():
             Schedule.dangerously_unscoped.filter(pk__in=ids).update(last_fired_at=fired, next_fire_at=nxt,
                                                                     fanned_out_at=None)
-    return len(runs)
+    return started
 
 
 def dispatch_interval_seconds() -> int:

@@ -4,9 +4,11 @@ check (by capability), an audit entry, and kicks sent after commit."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from typing import Any
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.db.models import Max
 
@@ -255,38 +257,63 @@ def run_create(*, tenant: Tenant, campaign: Campaign, version: CampaignVersion, 
     return run
 
 
-def dangerously_runs_create_scheduled(*, fires: list[tuple[Campaign, str]]) -> list[Run]:
-    """Create the runs of due schedules, one per (live campaign, schedule key), in a few
-    statements whatever their number; a key that already has a run (a double fire) is skipped.
-    The campaigns may belong to several tenants (a fan-out batch): each run, node state and kick
-    takes its tenant from its campaign. The campaigns come with their `live_version` loaded."""
-    if not fires:
-        return []
-    existing = set(Run.dangerously_unscoped.filter(
-        campaign_id__in={campaign.pk for campaign, _ in fires}, schedule_key__in={key for _, key in fires},
-    ).values_list("campaign_id", "schedule_key"))
-    check_at = engine.now() + dt.timedelta(seconds=engine.STALL_SECONDS)
-    runs = []
+# One statement creates a batch's runs (their graph copied from the live version inside the
+# database, a double fire skipped by the unique schedule key), their node states and the campaigns'
+# `has_run` flag. Every row takes its tenant from its campaign, and only the batch's tenants match.
+_CREATE_SCHEDULED_RUNS = """
+WITH fired AS (
+    SELECT * FROM unnest(%(campaigns)s::bigint[], %(keys)s::text[], %(variables)s::jsonb[])
+                  AS f (campaign_id, schedule_key, variables)
+), created AS (
+    INSERT INTO campaigns_run (tenant_id, campaign_id, version_id, graph, trigger, is_test, variables, status,
+                               schedule_key, error, error_node, consecutive_errors, next_check_at, created_at)
+    SELECT c.tenant_id, c.id, v.id, v.graph, %(trigger)s, false, f.variables, %(status)s, f.schedule_key,
+           '', '', 0, %(check_at)s, clock_timestamp()
+      FROM fired AS f
+      JOIN campaigns_campaign AS c ON c.id = f.campaign_id
+      JOIN campaigns_campaignversion AS v ON v.id = c.live_version_id AND v.tenant_id = c.tenant_id
+     WHERE c.tenant_id = ANY(%(tenants)s) AND c.status = %(live)s
+    ON CONFLICT (tenant_id, campaign_id, schedule_key) WHERE schedule_key IS NOT NULL DO NOTHING
+    RETURNING id, tenant_id, campaign_id, graph
+), nodes AS (
+    INSERT INTO campaigns_nodestate (tenant_id, run_id, node_id, type, status, attempts, executions, outputs,
+                                     state, summary, error)
+    SELECT r.tenant_id, r.id, n ->> 'id', n ->> 'type', %(pending)s, 0, 0, '{}', '{}', '{}', ''
+      FROM created AS r, jsonb_array_elements(r.graph -> 'nodes') AS n
+), flagged AS (
+    UPDATE campaigns_campaign SET has_run = true
+     WHERE id IN (SELECT campaign_id FROM created) AND tenant_id = ANY(%(tenants)s) AND NOT has_run
+)
+SELECT id, tenant_id FROM created
+"""
+
+
+def dangerously_runs_create_scheduled(*, tenant_ids: list[int], fires: list[tuple[Campaign, str]]) -> int:
+    """Create the runs of due schedules of these tenants, one per (live campaign, schedule key), in
+    one statement whatever their number; a key that already has a run (a double fire) is skipped.
+    Kicks them after commit. Returns how many runs were created."""
+    campaigns, keys, variables = [], [], []
     for campaign, key in fires:
-        if (campaign.pk, key) in existing:
-            continue
         try:
-            variables = coerce_variables(campaign, None)
+            values = coerce_variables(campaign, None)
         except ApplicationError as exc:  # a required variable without default: nothing to run with
             logger.warning("scheduled run of campaign %s not started: %s", campaign.pk, exc.message)
             continue
-        runs.append(Run(tenant_id=campaign.tenant_id, campaign=campaign, version_id=campaign.live_version_id,
-                        graph=campaign.live_version.graph, trigger=RunTrigger.SCHEDULE, variables=variables,
-                        schedule_key=key, status=RunStatus.QUEUED, next_check_at=check_at))
-    if not runs:
-        return []
-    Run.dangerously_unscoped.bulk_create(runs)
-    NodeState.dangerously_unscoped.bulk_create([
-        NodeState(tenant_id=run.tenant_id, run=run, node_id=node["id"], type=node["type"])
-        for run in runs for node in run.graph["nodes"]])
-    Campaign.dangerously_unscoped.filter(pk__in={run.campaign_id for run in runs}, has_run=False).update(has_run=True)
-    engine.kick_runs(runs)
-    return runs
+        campaigns.append(campaign.pk)
+        keys.append(key)
+        variables.append(json.dumps(values, cls=DjangoJSONEncoder))
+    if not campaigns:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(_CREATE_SCHEDULED_RUNS, {
+            "campaigns": campaigns, "keys": keys, "variables": variables, "tenants": list(tenant_ids),
+            "trigger": RunTrigger.SCHEDULE.value, "status": RunStatus.QUEUED.value,
+            "live": CampaignStatus.LIVE.value, "pending": NodeStatus.PENDING.value,
+            "check_at": engine.now() + dt.timedelta(seconds=engine.STALL_SECONDS),
+        })
+        created = cursor.fetchall()
+    engine.kick_runs(created)
+    return len(created)
 
 
 def _start_mode(version: CampaignVersion) -> str:

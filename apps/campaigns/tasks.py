@@ -15,14 +15,19 @@ def advance_run(*, run_id: int, tenant_id: int) -> None:
     engine.advance(run_id)
 
 
-@shared_task(name="campaigns.advance_runs")
-@tenant_task
-def advance_runs(*, run_ids: list[int], tenant_id: int) -> None:
-    """One kick for several runs of a tenant (the runs a schedule dispatch started together)."""
+@shared_task(name="campaigns.advance_runs_of")
+def advance_runs_of(*, runs: list[list]) -> None:
+    """One kick for runs of several tenants started together by a schedule dispatch: `runs` is
+    [[tenant_id, [run_id, ...]], ...]; each tenant's runs are advanced inside its own scope."""
     from apps.campaigns import engine
+    from apps.tenants.models import Tenant
+    from apps.tenants.scoping import tenant_scope
 
-    for run_id in run_ids:
-        engine.advance(run_id)
+    tenants = Tenant.objects.in_bulk([tenant_id for tenant_id, _ in runs])
+    for tenant_id, run_ids in runs:
+        with tenant_scope(tenants[tenant_id]):
+            for run_id in run_ids:
+                engine.advance(run_id)
 
 
 @shared_task(name="campaigns.execute_node")

@@ -162,3 +162,20 @@ def test_double_fire_starts_one_run_and_pause_stops_the_schedule(acme, people, e
         assert schedules.dispatch_due(tenant=acme, now=fire + dt.timedelta(days=2)) == 0
         services.campaign_resume(tenant=acme, campaign=campaign, by=marketer)
         assert Schedule.objects.filter(campaign=campaign).exists()
+
+
+def test_a_scheduled_run_gets_the_declared_defaults_and_its_node_states(acme, people, eager):
+    marketer = people["acme"]["marketer"].user
+    campaign = make_campaign(acme, marketer, DAILY, variables=[{"name": "promo", "type": "string",
+                                                                "default": "WINTER"}])
+    with tenant_scope(acme):
+        services.campaign_publish(tenant=acme, campaign=campaign, by=marketer)
+        services.campaign_start(tenant=acme, campaign=campaign, by=marketer)
+        fire = Schedule.objects.get(campaign=campaign).next_fire_at
+        assert schedules.dispatch_due(tenant=acme, now=fire) == 1
+        run = Run.objects.get(campaign=campaign)
+        assert (run.trigger, run.status, run.variables) == ("schedule", "queued", {"promo": "WINTER"})
+        assert run.graph == DAILY and run.schedule_key == f"start@{fire.isoformat()}"
+        assert sorted(run.nodes.values_list("node_id", "status")) == [("end", "pending"), ("start", "pending")]
+        campaign.refresh_from_db()
+        assert campaign.has_run
