@@ -26,14 +26,16 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from psycopg import sql
 
-from apps.activities.base import Population
+from apps.activities.base import NodeError, Population
 from apps.channels import content as content_module
 from apps.channels import personalization, providers
 from apps.channels.models import (
@@ -49,6 +51,7 @@ from apps.tenants.models import Tenant
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+FLUSH_EVERY = 25
 
 
 def lease_seconds() -> float:
@@ -455,37 +458,47 @@ def delivery_send(*, tenant: Tenant, delivery_id: int) -> str:
 
 def _send_batch(delivery: Delivery, tenant: Tenant, owner: str, rows: list[tuple[Any, ...]], *,
                 deadline: float) -> None:
-    """Render and hand over a claimed batch; messages left when `deadline` (before the lease
-    runs out: another sender may own them then) passes go back to pending."""
+    """Render and hand over a claimed batch. Outcomes are written every FLUSH_EVERY messages (one
+    statement each time), so a worker killed mid-batch re-sends at most that many. Messages left
+    when `deadline` passes (before the lease can run out: another sender may own them then) go
+    back to pending."""
     outcomes: list[tuple[int, str, str]] = []
+    handled: set[int] = set()
+
+    def note(message_id: int, status: str, detail: str) -> None:
+        outcomes.append((message_id, status, detail))
+        handled.add(message_id)
+        if len(outcomes) >= FLUSH_EVERY:
+            _record_outcomes(delivery, owner, outcomes)
+            outcomes.clear()
+
     try:
-        provider = _Provider(delivery, tenant)
-        with provider:
+        with _Provider(delivery, tenant) as provider:
             for message_id, _key, address, idempotency_key, data, attempts, attributes in rows:
                 if time.monotonic() > deadline:
-                    outcomes.append((message_id, MessageStatus.PENDING, ""))
+                    note(message_id, MessageStatus.PENDING, "")
                     continue
                 if attempts > MAX_ATTEMPTS:
-                    outcomes.append((message_id, MessageStatus.FAILED, f"Gave up after {MAX_ATTEMPTS} attempts."))
+                    note(message_id, MessageStatus.FAILED, f"Gave up after {MAX_ATTEMPTS} attempts.")
                     continue
                 context = personalization.message_context(
-                    record=_json(attributes), dimension=delivery.dimension, row=_json(data), variables=delivery.variables,
-                    campaign=delivery.campaign.name, message={"id": str(idempotency_key)})
+                    record=_json(attributes), dimension=delivery.dimension, row=_json(data),
+                    variables=delivery.variables, campaign=delivery.campaign.name,
+                    message={"id": str(idempotency_key)})
                 try:
                     rendered = content_module.render_content(delivery.channel, delivery.content, context)
                 except personalization.RenderError as exc:
-                    outcomes.append((message_id, MessageStatus.FAILED, f"Cannot render: {exc}"))
+                    note(message_id, MessageStatus.FAILED, f"Cannot render: {exc}")
                     continue
                 result = provider.send(key=str(idempotency_key), address=address, rendered=rendered)
                 status = {providers.SENT: MessageStatus.SENT, providers.FAILED: MessageStatus.FAILED}.get(
                     result.outcome, MessageStatus.PENDING)
-                outcomes.append((message_id, status, result.detail))
+                note(message_id, status, result.detail)
     except providers.ProviderError as exc:
-        # The provider cannot be reached at all: the batch goes back to pending (with its
-        # attempt counted), to be retried by the next sender.
+        # The provider cannot be reached at all: the rest of the batch goes back to pending (its
+        # attempt counted), for the next sender to retry.
         logger.warning("delivery %s: %s", delivery.pk, exc)
-        done = {o[0] for o in outcomes}
-        outcomes += [(row[0], MessageStatus.PENDING, str(exc)) for row in rows if row[0] not in done]
+        outcomes += [(row[0], MessageStatus.PENDING, str(exc)) for row in rows if row[0] not in handled]
     _record_outcomes(delivery, owner, outcomes)
 
 
@@ -516,3 +529,48 @@ def _wake_node(delivery: Delivery) -> None:
             if run is not None:
                 Run.objects.filter(pk=run.pk).update(next_check_at=engine.now())
                 engine.kick_run(run)
+
+
+# File export --------------------------------------------------------------------------------------
+
+def export_path(delivery: Delivery) -> Path:
+    return Path(settings.MEDIA_ROOT) / "exports" / f"tenant-{delivery.tenant_id}" / f"delivery-{delivery.pk}.csv"
+
+
+def export_file(delivery: Delivery, *, campaign_name: str) -> int:
+    """Write the file of a file-export delivery: one line per pending message (key, then the
+    rendered columns; formula-safe CSV), streamed from a server-side cursor; then mark those
+    messages sent in one statement. Runs in the node's transaction: a crash rolls the ledger
+    back and the file is written again, whole, by the retry."""
+    from apps.audiences.export import csv_lines
+
+    columns = [c["name"] for c in delivery.content["columns"]]
+    schema_id = DataSchema.objects.filter(name=delivery.dimension).values_list("pk", flat=True).first()
+    path = export_path(delivery)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+
+    def rows() -> Any:
+        with connection.connection.cursor(name=f"export_{delivery.pk}") as cursor:
+            cursor.itersize = 2000
+            cursor.execute(
+                "SELECT m.recipient_key, m.idempotency_key, m.data, r.attributes FROM channels_message m "
+                "LEFT JOIN schemas_record r ON r.tenant_id = m.tenant_id AND r.schema_id = %s "
+                "AND r.key = m.recipient_key WHERE m.tenant_id = %s AND m.delivery_id = %s AND m.status = 'pending' "
+                "ORDER BY m.recipient_key", [schema_id, delivery.tenant_id, delivery.pk])
+            for key, idempotency_key, data, attributes in cursor:
+                context = personalization.message_context(
+                    record=_json(attributes), dimension=delivery.dimension, row=_json(data),
+                    variables=delivery.variables, campaign=campaign_name, message={"id": str(idempotency_key)})
+                try:
+                    yield key, content_module.render_content("file", delivery.content, context)["columns"]
+                except personalization.RenderError as exc:
+                    raise NodeError(f"Cannot render the line of {key}: {exc}") from None
+
+    with partial.open("w", encoding="utf-8", newline="") as out:
+        for line in csv_lines(columns, rows()):
+            out.write(line)
+    partial.replace(path)
+    cursor = _execute("UPDATE channels_message SET status = 'sent', sent_at = now() WHERE tenant_id = %s "
+                      "AND delivery_id = %s AND status = 'pending'", [delivery.tenant_id, delivery.pk])
+    return cursor.rowcount

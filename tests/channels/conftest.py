@@ -18,3 +18,14 @@ def smtp_sink():
 def http_sink():
     with HttpSink() as sink:
         yield sink
+
+
+@pytest.fixture
+def smtp_ready(acme, people, smtp_sink):
+    """acme's e-mail settings point at the loopback SMTP server."""
+    from apps.channels import services
+
+    services.channel_settings_update(
+        tenant=acme, by=None, smtp_host="127.0.0.1", smtp_port=smtp_sink.port, smtp_security="none",
+        from_email="news@acme.test", sending_domain="mail.acme.test")
+    return smtp_sink

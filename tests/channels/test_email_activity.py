@@ -37,14 +37,6 @@ def add_profiles(tenant, n, prefix="p", **values):
                                               "first_name": f"Name{i}", **values}, by=None)
 
 
-@pytest.fixture
-def smtp_ready(acme, people, smtp_sink):
-    channel_services.channel_settings_update(
-        tenant=acme, by=None, smtp_host="127.0.0.1", smtp_port=smtp_sink.port, smtp_security="none",
-        from_email="news@acme.test", sending_domain="mail.acme.test")
-    return smtp_sink
-
-
 def run_campaign(acme, people, eager, graph, *, test=False):
     marketer = people["acme"]["marketer"].user
     campaign = make_campaign(acme, marketer, graph, variables=[{"name": "promo", "type": "string"}])

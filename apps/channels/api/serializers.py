@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from apps.channels.models import ChannelSettings, SmtpSecurity
+from apps.channels.models import ChannelSettings, Delivery, Message, SmtpSecurity
 
 
 class ChannelSettingsSerializer(serializers.ModelSerializer):
@@ -102,3 +102,24 @@ class ProblemSerializer(serializers.Serializer):
 class ContentValidationSerializer(serializers.Serializer):
     is_valid = serializers.BooleanField()
     problems = ProblemSerializer(many=True)
+
+
+class DeliverySerializer(serializers.ModelSerializer):
+    campaign_name = serializers.CharField(source="campaign.name", read_only=True)
+    has_file = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Delivery
+        fields = ["id", "campaign", "campaign_name", "run", "node_id", "channel", "dimension", "status", "targeted",
+                  "rate_per_second", "window_starts_at", "window_ends_at", "counts", "created_at", "finished_at",
+                  "has_file"]
+
+    def get_has_file(self, obj) -> bool:
+        return obj.channel == "file" and obj.status == "done"
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Message
+        fields = ["id", "recipient_key", "address", "status", "reason", "error", "idempotency_key", "attempts",
+                  "queued_at", "sent_at"]

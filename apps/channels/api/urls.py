@@ -2,6 +2,8 @@ from django.urls import path
 
 from apps.channels.api import views
 
+d = views.DeliveryViewSet
+
 urlpatterns = [
     path("channels/settings", views.ChannelSettingsView.as_view(), name="channel-settings"),
     path("channels/settings/test-email", views.TestEmailView.as_view(), name="channel-test-email"),
@@ -10,4 +12,8 @@ urlpatterns = [
     path("channels/content/validate", views.ContentValidateView.as_view(), name="channel-content-validate"),
     path("channels/content/preview", views.ContentPreviewView.as_view(), name="channel-content-preview"),
     path("channels/content/proof", views.ProofView.as_view(), name="channel-content-proof"),
+    path("channels/deliveries/", d.as_view({"get": "list"}), name="delivery-list"),
+    path("channels/deliveries/<int:pk>/", d.as_view({"get": "retrieve"}), name="delivery-detail"),
+    path("channels/deliveries/<int:pk>/messages/", d.as_view({"get": "messages"}), name="delivery-messages"),
+    path("channels/deliveries/<int:pk>/file", d.as_view({"get": "file"}), name="delivery-file"),
 ]

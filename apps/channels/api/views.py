@@ -1,17 +1,26 @@
-"""The channels API: the tenant's channel settings and a test send for each channel."""
+"""The channels API: the tenant's channel settings and a test send for each channel; content
+validation, preview and proofs; deliveries and their messages."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from typing import Any
+
+from django.http import FileResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from rest_framework.viewsets import ViewSet
 
 from apps.channels import selectors, services
 from apps.channels.api import serializers as s
+from apps.channels.models import Delivery
+from apps.core.api.pagination import PagePagination
+from apps.core.errors import Conflict
 from apps.tenants.api.base import TenantAPIMixin
 
 MANAGE = "channels.manage"
+READ = "campaigns.read"
 
 
 class ChannelSettingsView(TenantAPIMixin, APIView):
@@ -97,3 +106,49 @@ class ProofView(TenantAPIMixin, APIView):
         data = s.ProofSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         return Response(services.content_proof_send(tenant=self.tenant, by=request.user, **data.validated_data))
+
+
+class DeliveryViewSet(TenantAPIMixin, ViewSet):
+    """Deliveries of channel activities: their counts by status and exclusion reason, their
+    messages, and the file of a file export."""
+
+    capabilities = {"list": READ, "retrieve": READ, "messages": READ, "file": READ}
+
+    def lookup_object(self, pk: str) -> Delivery:
+        return selectors.delivery_get(tenant=self.tenant, id=pk)
+
+    @extend_schema(parameters=[OpenApiParameter("campaign", int), OpenApiParameter("run", int),
+                               OpenApiParameter("channel", str)], responses=s.DeliverySerializer(many=True))
+    def list(self, request: Request) -> Response:
+        qs = selectors.delivery_list(tenant=self.tenant, filters={
+            name: request.query_params.get(name) for name in ("campaign", "run", "channel")})
+        paginator = PagePagination()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(s.DeliverySerializer(page, many=True).data)
+
+    @extend_schema(responses=s.DeliverySerializer)
+    def retrieve(self, request: Request, pk: str) -> Response:
+        delivery = self.object
+        body = s.DeliverySerializer(delivery).data
+        body["counts"] = selectors.delivery_counts(tenant=self.tenant, delivery=delivery)
+        return Response(body)
+
+    @extend_schema(parameters=[OpenApiParameter("status", str)], responses=s.MessageSerializer(many=True))
+    def messages(self, request: Request, pk: str) -> Response:
+        qs = selectors.message_list(tenant=self.tenant, delivery=self.object, status=request.query_params.get("status"))
+        paginator = PagePagination()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(s.MessageSerializer(page, many=True).data)
+
+    @extend_schema(responses={(200, "text/csv"): OpenApiResponse(description="The exported file.")})
+    def file(self, request: Request, pk: str) -> Any:
+        from apps.channels.sending import export_path
+
+        delivery = self.object
+        path = export_path(delivery)
+        if delivery.channel != "file" or delivery.status != "done" or not path.exists():
+            raise Conflict("This delivery has no file (not a file export, not written yet, or purged).",
+                           code="no_file")
+        response = FileResponse(path.open("rb"), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="delivery-{delivery.pk}.csv"'
+        return response
