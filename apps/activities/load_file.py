@@ -55,6 +55,9 @@ NUMBER_TYPES = (FieldType.INTEGER, FieldType.DECIMAL)
 DATE_TYPES = (FieldType.DATE, FieldType.DATETIME)
 DATE_TOKENS = {"YYYY": "([0-9]{4})", "MM": "([0-9]{2})", "DD": "([0-9]{2})", "HH": "([0-9]{2})",
                "MI": "([0-9]{2})", "SS": "([0-9]{2})"}
+# Types whose conversion trims the text itself (imports' _Conversion.norm).
+SELF_TRIMMING = (FieldType.INTEGER, FieldType.DECIMAL, FieldType.BOOLEAN, FieldType.DATE, FieldType.DATETIME,
+                 FieldType.EMAIL, FieldType.PHONE)
 STAGE = Id("load_file_stage")
 CHECKED = Id("load_file_checked")
 LINES = Id("load_file_lines")
@@ -690,7 +693,9 @@ class _Loader:
             raw = Id(f"c{column.index}")
             shown = raw
         text = raw
-        if column.trim:
+        prepared = column.case or column.remap or column.thousands_separator or column.decimal_separator \
+            or column.format
+        if column.trim and (prepared or column.type not in SELF_TRIMMING):
             text = S("btrim({}, {})").format(text, imports.WS)
         if column.case:
             text = S("{}({})").format(S(column.case), text)
@@ -708,12 +713,18 @@ class _Loader:
                 t=text, p=L(pattern), r=L(replacement))
         return shown, S("nullif({}, '')").format(text)
 
-    def _typed(self, column: FileColumn, value: sql.Composable) -> sql.Composable:
+    def _typed(self, column: FileColumn, conv: Any, t: sql.Composable, n: sql.Composable) -> sql.Composable:
+        """The column's typed value of a row whose value fits (`conv.ok`, not empty): numbers are
+        cast from their checked, normalised text (no detour through the JSON a record stores)."""
         match column.type:
+            case FieldType.INTEGER:
+                return S("({})::bigint").format(n)
             case FieldType.DECIMAL:
-                return S("(({}) #>> '{{}}')::numeric").format(value)
+                return S("({})::numeric").format(n)
+        value = conv.value(t, n)
+        match column.type:
             case FieldType.DATE:
-                return S("({})::date").format(value)
+                return S("schemas_to_date({})").format(value)
             case FieldType.DATETIME:
                 return S("({})::timestamptz").format(value)
         return value
@@ -740,11 +751,13 @@ class _Loader:
         staged = S("SELECT {} FROM {}{} OFFSET 0").format(S(", ").join(items), STAGE, where)
         layered = imports.with_normalised(staged, conversions)
 
-        values, problems = [], [(S("s.shape_reason IS NOT NULL"), S("NULL::text"), S("s.shape_value"), S("s.shape_reason"))]
+        # Each value's checks are computed once per row (a layer of its own), then read by the
+        # value, the line's verdict and its first problem.
+        flags, values = [S("s.*")], []
+        problems = [(S("s.shape_reason IS NOT NULL"), S("NULL::text"), S("s.shape_value"), S("s.shape_reason"))]
         for (i, conv), column in zip(conversions, self.columns, strict=True):
             t, n = S("s.{}").format(Id(f"t{i}")), S("s.{}").format(Id(f"n{i}"))
             ok = S("coalesce({}, false)").format(conv.ok(t, n))
-            empty = S("coalesce({}, true)").format(conv.empty(t, n))
             reason: sql.Composable = conv.reason(t, n)
             if column.format:
                 reason = L(f"not a {'date' if column.type == FieldType.DATE else 'date and time'} "
@@ -756,17 +769,20 @@ class _Loader:
                 article = "an" if column.type[0] in "aeiou" else "a"
                 reason = S("(CASE WHEN NOT {} THEN {} ELSE {} END)").format(
                     shape, L(f"not {article} {column.type} value"), reason)
-            value = self._typed(column, conv.value(t, n))
+            flags += [S("{} AS {}").format(ok, Id(f"ok{i}")),
+                      S("coalesce({}, true) AS {}").format(conv.empty(t, n), Id(f"e{i}"))]
+            ok, empty = S("s.{}").format(Id(f"ok{i}")), S("s.{}").format(Id(f"e{i}"))
             fallback = self._default(column) if column.on_error == "default" else S("NULL::{}").format(
                 S(column.pg_type))
             values.append(S("(CASE WHEN {ok} AND NOT {empty} THEN {value} ELSE {fallback} END) AS {name}").format(
-                ok=ok, empty=empty, value=value, fallback=fallback, name=Id(f"v{i}")))
+                ok=ok, empty=empty, value=self._typed(column, conv, t, n), fallback=fallback, name=Id(f"v{i}")))
             shown = S("s.{}").format(Id(f"r{i}"))
             if column.on_error == "reject":
                 problems.append((S("NOT {}").format(ok), L(column.label), shown, reason))
             if not column.nullable and column.on_error != "default":
                 missing = empty if column.on_error == "reject" else S("({} OR NOT {})").format(empty, ok)
                 problems.append((missing, L(column.label), shown, L("no value (the column is not nullable)")))
+        layered = S("SELECT {} FROM ({}) s OFFSET 0").format(S(", ").join(flags), layered)
         first = S(" ").join(S("WHEN {} THEN {}").format(cond, L(k)) for k, (cond, *_rest) in enumerate(problems))
         pick = S("(CASE {} END)").format(first)
         chosen = [S("(CASE {} END)").format(S(" ").join(S("WHEN {} THEN {}").format(cond, part[p])
