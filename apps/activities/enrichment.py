@@ -63,6 +63,8 @@ NUMERIC = frozenset({FieldType.INTEGER, FieldType.DECIMAL})
 ORDERED = NUMERIC | {FieldType.DATE, FieldType.DATETIME}
 VALUE_TYPES = ("string", "integer", "decimal", "boolean", "date", "datetime", "json")
 MAX_COLLECT = 20
+# Up to this many rows, a population's aggregates group only the linked rows of its own records.
+RESTRICT_BELOW = 50_000
 
 
 def alias_problem(ctx: ValidationContext, alias: Any, path: str, taken: set[str]) -> list[Problem]:
@@ -851,13 +853,26 @@ class _Statement:
         keys = [compose("{} AS {}", _raw(theirs), sql.Identifier(n)) for (_, theirs), n in zip(pairs, names,
                                                                                                strict=True)]
         return compose(
-            "LEFT JOIN (SELECT {} FROM {} WHERE {} AND {} AND {} GROUP BY {}) {} ON {}",
+            "LEFT JOIN (SELECT {} FROM {} WHERE {} AND {} AND {} AND {} GROUP BY {}) {} ON {}",
             _join(", ", keys + group.aggregates), self.relation(rows, "x"), self.scoped(rows, "x"),
             _join(" AND ", [compose("{} IS NOT NULL", _raw(theirs)) for _, theirs in pairs]),
-            self.where(rows, group.tree, "x"),
+            self.where(rows, group.tree, "x"), self.restriction(rows, pairs),
             _join(", ", [_raw(sql.SQL(str(i + 1))) for i in range(len(pairs))]), sql.Identifier(group.alias),
             _join(" AND ", [compose("{} = {}", _raw(_ident(group.alias, n)), _raw(own))
                             for (own, _), n in zip(pairs, names, strict=True)]))
+
+    def restriction(self, rows: Rows, pairs: list[tuple[sql.Composable, sql.Composable]]) -> Compiled:
+        """For a population much smaller than what a link may reach, only the linked rows of the
+        population's records are grouped (`<link side> IN (SELECT <population side> FROM p)`, which
+        the link's index can serve); a big population groups every linked row in one pass."""
+        if rows.is_join or self.main.count > RESTRICT_BELOW:
+            return _raw(sql.SQL("TRUE"))
+        assert rows.link is not None and self.schema is not None
+        ((own, theirs),) = pairs
+        froms = [_raw(source(self.main))]
+        if rows.link.source_field != self.schema.primary_key:
+            froms.append(compose("JOIN schemas_record r ON {} AND r.key = p.key", self.scope("r", self.schema)))
+        return compose("{} IN (SELECT {} FROM {})", _raw(theirs), _raw(own), _join(" ", froms))
 
     def collect(self, item: Planned, rows: Rows) -> list[Compiled]:
         """The last (or first) N linked rows by `order_by` (rows without a value come last; equal

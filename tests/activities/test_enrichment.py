@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from apps.activities import registry
+from apps.activities import enrichment, registry
 from apps.activities.base import Column, NodeError, Shape, ValidationContext
 from apps.campaigns import services
 from apps.campaigns.models import NodeState
@@ -276,8 +276,19 @@ def column_specs() -> st.SearchStrategy[dict[str, Any]]:
 
 
 @PROPERTY
-@given(world=worlds(), specs=st.lists(column_specs(), min_size=1, max_size=6))
-def test_enrichment_computes_what_python_computes(h, acme, shop, world, specs):
+@given(world=worlds(), specs=st.lists(column_specs(), min_size=1, max_size=6), restricted=st.booleans())
+def test_enrichment_computes_what_python_computes(h, acme, shop, world, specs, restricted):
+    """Both ways of grouping aggregates are drawn: over the population's linked rows only (a small
+    population) and over every linked row (a big one)."""
+    threshold = enrichment.RESTRICT_BELOW
+    enrichment.RESTRICT_BELOW = 50_000 if restricted else -1
+    try:
+        check_enrichment(h, acme, shop, world, specs)
+    finally:
+        enrichment.RESTRICT_BELOW = threshold
+
+
+def check_enrichment(h, acme, shop, world, specs):
     columns = [{"alias": f"c{i}", **spec} for i, spec in enumerate(specs)]
     config: dict[str, Any] = {"columns": columns}
     uses_file = any(c.get("link") == "file" for c in columns)
@@ -349,6 +360,29 @@ def test_last_purchases_as_columns_and_as_a_list_with_thirty_day_aggregates(h, a
          [{"order_id": "o2", "amount": 2.5}, {"order_id": "o1", "amount": 10}], "w1", "crm"),
         ("p2", None, "o4", 1, Decimal("1"), "o4", None, [{"order_id": "o4", "amount": 1}], "w1", "crm"),
     ]
+
+
+def test_constants_and_variables_are_typed(h, acme, shop):
+    h.variables = {"since": "2026-11-01", "budget": 12.5, "tags": ["a", "b"]}
+    h.declarations = {"since": {"name": "since", "type": "date"}, "budget": {"name": "budget", "type": "decimal"},
+                      "tags": {"name": "tags", "type": "json"}, "unset": {"name": "unset", "type": "integer"}}
+    config = {"columns": [
+        {"alias": "since", "variable": "since"}, {"alias": "budget", "variable": "budget"},
+        {"alias": "tags", "variable": "tags"}, {"alias": "unset", "variable": "unset"},
+        {"alias": "at", "constant": "2026-11-23T10:00:00+01:00", "type": "datetime"},
+        {"alias": "ratio", "constant": 0.1}, {"alias": "flag", "constant": False},
+        {"alias": "nothing", "constant": None, "type": "date"}, {"alias": "doc", "constant": {"k": [1, 2]}}]}
+    population = h.population([("p1",)])
+    assert h.problems("enrichment", config, [population.shape], sources=["build"]) == []
+    ctx = h.context()
+    ctx.config, ctx.input_sources = config, ["build"]
+    ctx.campaign.variables = list(h.declarations.values())  # the engine's context carries the campaign
+    with tenant_scope(acme):
+        out = registry.get("enrichment").execute(config, ctx, [population]).outputs["out"]
+    assert [c.type for c in out.columns] == ["date", "numeric", "jsonb", "bigint", "timestamptz", "numeric",
+                                             "boolean", "date", "jsonb"]
+    assert table(out) == [("p1", dt.date(2026, 11, 1), Decimal("12.5"), ["a", "b"], None,
+                           dt.datetime(2026, 11, 23, 9, tzinfo=dt.UTC), Decimal("0.1"), False, None, {"k": [1, 2]})]
 
 
 def test_later_filters_can_name_the_aliases(h, acme, shop):
