@@ -203,15 +203,13 @@ def dispatch_lag(tenants: int, campaigns: int, concurrency: int, probe: int) -> 
         fire = engine.now() + dt.timedelta(seconds=3)
         Schedule.dangerously_unscoped.filter(tenant_id__in=ids).update(next_fire_at=fire)
         tick = fire + dt.timedelta(seconds=random.uniform(0, interval))
-        expected = tenants * campaigns
         deadline = time.monotonic() + 900
-        created = 0
-        while created < expected and time.monotonic() < deadline:
+        due = Schedule.dangerously_unscoped.filter(is_active=True, next_fire_at__lte=fire)  # its own index
+        while time.monotonic() < deadline and (engine.now() < tick or due.exists()):
             if engine.now() >= tick:
                 schedules.dangerously_fan_out()
                 tick += dt.timedelta(seconds=interval)
             time.sleep(0.25)
-            created = Run.dangerously_unscoped.filter(tenant_id__in=ids, trigger="schedule").count()
     finally:
         workers.stop()
         with app.connection_for_write() as conn:  # the runs' kicks: nobody is meant to run them here
