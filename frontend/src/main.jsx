@@ -1,0 +1,41 @@
+// Mounts the campaign canvas on the element the campaign page renders (#campaign-canvas), with
+// what the page knows: the campaign, the API base, the CSRF token and what the role may do.
+import { StrictMode } from "react";
+import { createRoot } from "react-dom/client";
+import { ReactFlowProvider } from "@xyflow/react";
+import "@xyflow/react/dist/style.css";
+import "./canvas.css";
+import { makeApi } from "./api.js";
+import { Editor } from "./Editor.jsx";
+
+function mount(element) {
+  const d = element.dataset;
+  const config = {
+    campaignId: Number(d.campaign),
+    canBuild: d.canBuild === "true",
+    canRun: d.canRun === "true",
+    dimension: d.dimension || "profile",
+    runId: d.run ? Number(d.run) : null,
+    jsonEditor: d.jsonEditor || "",
+  };
+  const api = makeApi({ base: d.api || "/api/v1/", csrf: d.csrf || "" });
+  createRoot(element).render(
+    <StrictMode>
+      <ReactFlowProvider>
+        <Editor api={api} config={config} />
+      </ReactFlowProvider>
+    </StrictMode>,
+  );
+}
+
+function start() {
+  const element = document.getElementById("campaign-canvas");
+  if (!element) return;
+  // What the server drew for pages without JavaScript (the draft's problems, the static graph)
+  // goes stale as soon as the canvas edits: the canvas shows both, live.
+  document.querySelectorAll("[data-canvas-replaces]").forEach((el) => { el.hidden = true; });
+  mount(element);
+}
+
+if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+else start();
