@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from apps.activities import enrichment, registry
-from apps.activities.base import Column, NodeError, Shape, ValidationContext
+from apps.activities.base import Column, NodeError, Population, Shape, ValidationContext
 from apps.campaigns import services
 from apps.campaigns.models import NodeState
 from apps.campaigns.populations import table_ident
@@ -568,6 +568,31 @@ def test_enrichment_in_a_test_run_computes_real_columns(acme, people, shop, eage
         node = NodeState.objects.get(run=run, node_id="enrich")
     assert node.status == "done" and node.count_in == 2 and node.count_out == 2
     assert node.summary == {"count": 2, "columns": ["orders", "city"]}
-    from apps.activities.base import Population
-
     assert table(Population.from_dict(node.outputs["out"])) == [("p1", 3, "Paris"), ("p2", 1, None)]
+
+
+def test_a_loaded_file_joined_in_a_graph(acme, people, shop, django_capture_on_commit_callbacks):
+    """Load file → Enrichment's second input, joined on e-mail; through the engine in test mode."""
+    from tests.activities.datafiles import graph, new_campaign, run_campaign, upload
+
+    store_records(acme, shop, {"profile": {"p1": {"id": "p1", "email": "ann@x.test"},
+                                           "p2": {"id": "p2", "email": "bob@x.test"}}})
+    marketer = people["acme"]["marketer"].user
+    campaign = new_campaign(acme, marketer)
+    file = upload(acme, campaign, "mail,points\nann@x.test,10\nann@x.test,5\nzoe@x.test,1\n")
+    g = graph({"id": "load", "type": "load_file", "config": {"file": {"upload": file.pk}, "columns": [
+                  {"name": "mail", "type": "email"}, {"name": "points", "type": "integer"}]}},
+              {"id": "build", "type": "build_audience", "config": {"filter": {}}},
+              {"id": "enrich", "type": "enrichment", "config": {
+                  "joins": [{"name": "file", "input": "load", "on": [{"field": "email", "column": "mail"}]}],
+                  "columns": [{"alias": "points", "link": "file", "aggregate": "sum", "field": "points"},
+                              {"alias": "lines", "link": "file", "collect": 2, "order_by": "points",
+                               "fields": ["points"], "as": "list"}]}},
+              {"id": "end", "type": "end"},
+              edges=[("start", "out", "load"), ("start", "out", "build"), ("build", "out", "enrich"),
+                     ("load", "out", "enrich"), ("enrich", "out", "end")])
+    run, nodes = run_campaign(acme, marketer, campaign, g, django_capture_on_commit_callbacks, test=True)
+    assert run.status == "completed", run.error
+    out = Population.from_dict(nodes["enrich"].outputs["out"])
+    assert out.dimension == "profile"
+    assert table(out) == [("p1", Decimal(15), [{"points": 10}, {"points": 5}]), ("p2", Decimal(0), [])]
