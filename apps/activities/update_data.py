@@ -36,6 +36,7 @@ from apps.activities.base import (
 )
 from apps.activities.registry import register
 from apps.activities.targeting import FILTER_SCHEMA, condition, filter_problems, records_of, single_input, source
+from apps.core.errors import NotFound
 from apps.schemas import imports
 from apps.schemas.query.catalog import Catalog, SchemaDef
 from apps.schemas.query.compiler import Compiled
@@ -140,8 +141,7 @@ class UpdateData(Activity):
                 and shape.dimension != name:
             problems.append(ctx.problem(f"Which column holds the record key? Map a column to {schema.primary_key!r} "
                                         "or name it in `key`.", "config.key"))
-        if config["operation"] != "delete" and not [m for m in mappings if m.field != schema.primary_key] \
-                and config.get("mapping") is None and config["operation"] == "update":
+        if config["operation"] == "update" and not [m for m in mappings if m.field != schema.primary_key]:
             problems.append(ctx.problem("No column is named like a field of the schema: give the mapping.",
                                         "config.mapping"))
         return problems
@@ -156,7 +156,7 @@ class UpdateData(Activity):
         name = _schema_name(config, population.dimension, ctx.dimension)
         try:
             schema = Catalog.load(ctx.tenant).resolve(name)
-        except Exception:
+        except NotFound:
             raise NodeError(f"The schema {name!r} no longer exists.") from None
         return _Update(ctx, config, population, schema).run()
 

@@ -165,6 +165,9 @@ def test_validation_problems(acme, customers):
     assert problems({"schema": "customer", "operation": "upsert", "key": "nope"})["config.key"] == \
         "The population has no column 'nope'."
     assert problems({"schema": "customer", "operation": "upsert"}, [Shape(None)])[""].startswith("This activity")
+    only_key = [Shape(FILE, (Column("id", "text"), Column("zz", "text")))]
+    assert problems({"schema": "customer", "operation": "update"}, only_key)["config.mapping"].startswith(
+        "No column is named like a field")
     assert problems({"schema": "customer", "operation": "upsert"}) == {}
 
 
