@@ -105,7 +105,7 @@ def aggregate_problem(ctx: ValidationContext, aggregate: str, name: Any, field_t
                       path: str) -> list[Problem]:
     if aggregate == "count":
         if name is not None:
-            return [ctx.problem("count counts the rows; narrow them with `where` instead of naming a field.", path)]
+            return [ctx.problem("count counts the rows and takes no field.", path)]
         return []
     if name is None:
         return [ctx.problem(f"{aggregate} needs a field.", path)]
