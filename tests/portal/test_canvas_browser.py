@@ -1,0 +1,260 @@
+"""The campaign canvas in a real Chromium (Playwright, Debian's /usr/bin/chromium) against the
+live server, the real API, PostgreSQL and a real Celery worker: build a campaign from an empty
+canvas, configure each activity through its panel, save, test-run it and read the counts on the
+canvas; a concurrent save is a conflict, never an overwrite. Screenshots go to test-artifacts/."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from django.db import transaction
+from playwright.sync_api import Page, expect
+
+from apps.campaigns import engine, services
+from apps.campaigns.models import Campaign, Run
+from apps.profiles.services import profile_upsert
+from apps.tenants.scoping import tenant_scope
+from tests.campaigns.conftest import worker  # noqa: F401  (fixture)
+from tests.portal.test_browser import ARTIFACTS, _sign_in, page  # noqa: F401  (fixture)
+
+pytestmark = [pytest.mark.browser, pytest.mark.worker]
+
+FR, OTHERS = 12, 9
+
+
+@pytest.fixture
+def profiles(acme):
+    with tenant_scope(acme):
+        for i in range(FR + OTHERS):
+            profile_upsert(tenant=acme, by=None, values={
+                "id": f"p{i:02d}", "email": f"p{i:02d}@example.test", "country": "FR" if i < FR else "DE"})
+
+
+def _node(pg: Page, node_id: str):
+    return pg.locator(f'.react-flow__node[data-id="{node_id}"]')
+
+
+def _drop(pg: Page, activity: str, x: int, y: int) -> None:
+    """Drag an activity from the palette onto the canvas, at (x, y) from its top left corner."""
+    canvas = pg.get_by_test_id("canvas")
+    pg.locator(f'.cv-palette [data-activity="{activity}"]').drag_to(canvas, target_position={"x": x, "y": y})
+
+
+def _connect(pg: Page, source: str, port: str, target: str) -> None:
+    """Drag from an output port of `source` to the input of `target`, as a user does."""
+    handle = _node(pg, source).locator(f'.react-flow__handle.source[data-handleid="{port}"]')
+    goal = _node(pg, target).locator(".react-flow__handle.target")
+    edges = pg.locator(".react-flow__edge")
+    before = edges.count()
+    a, b = handle.bounding_box(), goal.bounding_box()
+    pg.mouse.move(a["x"] + a["width"] / 2, a["y"] + a["height"] / 2)
+    pg.mouse.down()
+    pg.mouse.move(b["x"] + b["width"] / 2, b["y"] + b["height"] / 2, steps=12)
+    pg.mouse.up()
+    expect(edges).to_have_count(before + 1)
+
+
+def _select(pg: Page, node_id: str) -> None:
+    _node(pg, node_id).locator(".cv-node__head").click()
+    expect(pg.get_by_test_id("config-panel")).to_contain_text(node_id)
+
+
+def _count_label(pg: Page, source: str, port: str, target: str):
+    return pg.get_by_role("button", name=re.compile(rf"^Population of {source} {port} to {target}: "))
+
+
+def _run_until_done(tenant, run_id: int, timeout: float = 90) -> Run:
+    """Sweep as beat would (so the wait wakes up) until the run ends."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with tenant_scope(tenant):
+            run = Run.objects.get(pk=run_id)
+        if run.status in ("completed", "failed", "stopped"):
+            return run
+        with transaction.atomic():
+            engine.sweep()
+        time.sleep(0.5)
+    raise AssertionError(f"run {run_id} did not finish in {timeout}s")
+
+
+def _new_campaign(pg: Page, name: str) -> None:
+    pg.get_by_role("navigation", name="Sections").get_by_role("link", name="Campaigns").click()
+    pg.wait_for_url("**/campaigns/")
+    form = pg.locator("form", has=pg.get_by_role("button", name="Create campaign"))
+    form.get_by_label("Name").fill(name)
+    form.get_by_role("button", name="Create campaign").click()
+    pg.wait_for_url(re.compile(r"/campaigns/\d+/$"))
+
+
+def test_build_configure_save_and_test_run_a_campaign_on_the_canvas(page, worker, acme, people,  # noqa: F811
+                                                                     password, profiles):
+    page.set_viewport_size({"width": 1600, "height": 1500})
+    _sign_in(page, "marketer@acme.test", password)
+    _new_campaign(page, "Canvas spring sale")
+    cv = page.get_by_test_id("campaign-canvas")  # the header's server-side actions are the no-JS fallback
+    canvas = page.get_by_test_id("canvas")
+    expect(canvas).to_contain_text("The canvas is empty")
+    # Every registered activity is in the palette, under its group.
+    palette = page.get_by_role("complementary", name="Activities")
+    for group in ("Flow", "Targeting", "Data", "Channels", "Approvals"):
+        expect(palette.get_by_role("heading", name=group, exact=True)).to_be_visible()
+    expect(palette.get_by_role("button", name="Add Build audience")).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "canvas-empty.png"), full_page=True)
+
+    _drop(page, "scheduler", 140, 60)
+    _drop(page, "build_audience", 420, 60)
+    _drop(page, "split", 140, 210)
+    _drop(page, "wait", 420, 210)
+    _drop(page, "end", 140, 360)
+    _drop(page, "end", 420, 360)
+    for node_id in ("scheduler_1", "build_audience_1", "split_1", "wait_1", "end_1", "end_2"):
+        expect(_node(page, node_id)).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "canvas-dropped.png"), full_page=True)
+
+    # Configure each activity through its panel.
+    panel = page.get_by_test_id("config-panel")
+    _select(page, "scheduler_1")
+    panel.get_by_label("Mode").select_option("asap")
+    _select(page, "build_audience_1")
+    panel.get_by_role("button", name="Add rule").click()
+    panel.get_by_label("Field of rule 1").select_option("country")
+    panel.get_by_label("Operator of rule 1").select_option("eq")
+    panel.get_by_label("Value of rule 1").fill("FR")
+    expect(panel.get_by_test_id("filter-count")).to_have_text(f"{FR} profile records match")
+    page.screenshot(path=str(ARTIFACTS / "canvas-filter.png"), full_page=True)
+    _select(page, "split_1")
+    panel.get_by_role("button", name="Add subset").click()
+    subset = panel.locator('.cv-item[data-item="0"]')
+    subset.get_by_label("Code").fill("sample")
+    subset.get_by_role("spinbutton", name=re.compile(r"^Count")).fill("5")
+    panel.get_by_label("Complement", exact=True).check()
+    expect(_node(page, "split_1").locator(".cv-port")).to_have_text(["sample", "complement"])
+    _select(page, "wait_1")
+    expect(panel.get_by_label("Mode")).to_have_value("duration")
+    panel.get_by_label("Duration").fill("2s")
+
+    _connect(page, "scheduler_1", "out", "build_audience_1")
+    _connect(page, "build_audience_1", "out", "split_1")
+    _connect(page, "split_1", "sample", "wait_1")
+    _connect(page, "wait_1", "out", "end_1")
+    _connect(page, "split_1", "complement", "end_2")
+    cv.get_by_role("button", name="Auto-layout").click()
+    page.locator(".react-flow__pane").click(position={"x": 5, "y": 5})
+    expect(page.get_by_test_id("canvas-valid")).to_be_visible()
+
+    # Keyboard: Delete removes the selection, Ctrl+Z / Ctrl+Y undo and redo.
+    _node(page, "end_2").click()
+    page.keyboard.press("Delete")
+    expect(_node(page, "end_2")).to_have_count(0)
+    page.keyboard.press("Control+z")
+    expect(_node(page, "end_2")).to_have_count(1)
+    page.keyboard.press("Control+y")
+    expect(_node(page, "end_2")).to_have_count(0)
+    page.keyboard.press("Control+z")
+    expect(_node(page, "end_2")).to_have_count(1)
+    expect(page.locator(".react-flow__edge")).to_have_count(5)
+    page.screenshot(path=str(ARTIFACTS / "canvas-built.png"), full_page=True)
+
+    cv.get_by_role("button", name="Save draft").click()
+    expect(page.get_by_test_id("canvas-message")).to_contain_text("Draft saved")
+    expect(page.get_by_test_id("save-state")).to_contain_text("Saved")
+    with tenant_scope(acme):
+        campaign = Campaign.objects.get(name="Canvas spring sale")
+        graph = services.draft_version(campaign).graph
+        assert services.graph_problems(campaign, graph) == []
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    assert nodes["build_audience_1"]["config"] == {"filter": {"all": [{"field": "country", "op": "eq", "value": "FR"}]}}
+    assert nodes["split_1"]["config"] == {"subsets": [{"code": "sample", "limit": {"count": 5}}], "complement": True}
+    assert nodes["wait_1"]["config"] == {"mode": "duration", "duration": "2s"}
+    assert {(e["from"], e["port"], e["to"]) for e in graph["edges"]} == {
+        ("scheduler_1", "out", "build_audience_1"), ("build_audience_1", "out", "split_1"),
+        ("split_1", "sample", "wait_1"), ("wait_1", "out", "end_1"), ("split_1", "complement", "end_2")}
+
+    # Test mode: the canvas shows the run, its node states and the counts on the transitions.
+    cv.get_by_role("button", name="Test run").click()
+    expect(page.get_by_test_id("canvas-message")).to_contain_text("Test run #")
+    expect(page.get_by_test_id("canvas")).to_have_attribute("data-mode", "monitor")
+    with tenant_scope(acme):
+        run = Run.objects.filter(campaign=campaign).latest("pk")
+    assert run.is_test
+    run = _run_until_done(acme, run.pk)
+    assert run.status == "completed", run.error
+    expect(page.get_by_test_id("run-status")).to_have_text("completed")
+    expect(_count_label(page, "build_audience_1", "out", "split_1")).to_have_text(str(FR))
+    expect(_count_label(page, "split_1", "sample", "wait_1")).to_have_text("5")
+    expect(_count_label(page, "split_1", "complement", "end_2")).to_have_text(str(FR - 5))
+    expect(_count_label(page, "wait_1", "out", "end_1")).to_have_text("5")
+    expect(_node(page, "end_1")).to_contain_text("✓ Done")
+    expect(_node(page, "wait_1")).to_contain_text("in 5 · out 5")
+    page.screenshot(path=str(ARTIFACTS / "canvas-test-run.png"), full_page=True)
+
+    _count_label(page, "split_1", "complement", "end_2").click()
+    sample = page.get_by_test_id("transition-sample")
+    expect(sample).to_contain_text(f"{FR - 5} record(s)")
+    expect(sample.locator("tbody tr")).to_have_count(FR - 5)
+    page.screenshot(path=str(ARTIFACTS / "canvas-sample.png"), full_page=True)
+    _node(page, "wait_1").locator(".cv-node__head").click()
+    expect(page.get_by_test_id("node-log")).to_contain_text("Log of wait_1")
+    expect(page.get_by_test_id("node-log")).to_contain_text("✓ Done")
+    page.screenshot(path=str(ARTIFACTS / "canvas-node-log.png"), full_page=True)
+
+
+SIMPLE = {
+    "nodes": [{"id": "start", "type": "scheduler", "config": {"mode": "asap"}, "position": {"x": 0, "y": 0}},
+              {"id": "done", "type": "end", "config": {}, "position": {"x": 300, "y": 0}}],
+    "edges": [{"from": "start", "port": "out", "to": "done"}],
+}
+
+
+def test_a_concurrent_save_is_a_conflict_problems_show_on_nodes_and_publish(page, acme, people,  # noqa: F811
+                                                                              password):
+    marketer, admin = people["acme"]["marketer"].user, people["acme"]["admin"].user
+    with tenant_scope(acme):
+        campaign = services.campaign_create(tenant=acme, by=marketer, name="Two editors", graph=SIMPLE)
+    page.set_viewport_size({"width": 1600, "height": 1500})
+    _sign_in(page, "marketer@acme.test", password)
+    page.goto(f"/campaigns/{campaign.pk}/")
+    cv = page.get_by_test_id("campaign-canvas")
+    expect(_node(page, "start")).to_be_visible()
+    expect(page.get_by_test_id("canvas-valid")).to_be_visible()
+    # Nodes are focusable and named for screen readers.
+    expect(_node(page, "start")).to_have_attribute("tabindex", "0")
+    expect(_node(page, "start")).to_have_attribute("aria-label", re.compile(r"^Scheduler start"))
+
+    # The keyboard adds an activity from the palette; the server's validation marks it.
+    page.get_by_role("button", name="Add End").focus()
+    page.keyboard.press("Enter")
+    expect(_node(page, "end_1")).to_be_visible()
+    expect(_node(page, "end_1").get_by_test_id("node-problems")).to_be_visible()
+    expect(page.get_by_role("list", name="Problems of end_1")).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "canvas-problems.png"), full_page=True)
+
+    # Meanwhile someone else saves the draft: saving on the canvas is refused, nothing is lost.
+    theirs = {**SIMPLE, "nodes": [SIMPLE["nodes"][0], {**SIMPLE["nodes"][1], "id": "their_end"}],
+              "edges": [{"from": "start", "port": "out", "to": "their_end"}]}
+    with tenant_scope(acme):
+        revision = services.draft_version(campaign).revision
+        services.draft_update(tenant=acme, campaign=campaign, by=admin, graph=theirs, revision=revision)
+    cv.get_by_role("button", name="Save draft").click()
+    message = page.get_by_test_id("canvas-message")
+    expect(message).to_contain_text("saved by someone else")
+    expect(message).to_contain_text("Nothing was overwritten")
+    expect(page.get_by_test_id("save-state")).to_contain_text("Unsaved changes")
+    with tenant_scope(acme):
+        assert services.draft_version(campaign).graph == theirs
+    page.screenshot(path=str(ARTIFACTS / "canvas-conflict.png"), full_page=True)
+
+    message.get_by_role("button", name="Reload the saved draft").click()
+    expect(_node(page, "their_end")).to_be_visible()
+    expect(_node(page, "end_1")).to_have_count(0)
+    expect(page.get_by_test_id("canvas-valid")).to_be_visible()
+
+    cv.get_by_role("button", name="Publish").click()
+    expect(message).to_contain_text("Version 1 is published.")
+    expect(page.get_by_test_id("campaign-status")).to_have_text("published")
+    expect(cv.get_by_role("button", name="Start live")).to_be_enabled()
+    with tenant_scope(acme):
+        campaign.refresh_from_db()
+        assert campaign.status == "published" and campaign.live_version.graph == theirs
