@@ -16,6 +16,9 @@
    `per_tenant_entries_busy_processes` is how many worker processes 10,000 such entries at a 15 s
    interval would keep busy doing nothing (beat's own work of emitting them not included).
 
+3. `--beat-probe SECONDS` (alone): a real `celery beat` with one 15 s entry per tenant (the first
+   design) and no worker; counts the messages it sends against the tenants / 15 per second needed.
+
 Prints one JSON line. Run: python bench/engine.py [--tenants 10000 --campaigns 5]
 """
 
@@ -220,6 +223,42 @@ def dispatch_lag(tenants: int, campaigns: int, concurrency: int, probe: int) -> 
             "setup_s": setup_s, "per_poll_s": per_poll_s, "interval": interval}
 
 
+def beat_probe(tenants: int, seconds: float) -> dict:
+    """A real `celery beat` (DatabaseScheduler) with one 15 s entry per tenant, as the first design
+    had, and no worker: how many messages it sends in `seconds`, against tenants / 15 per second."""
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    every, _ = IntervalSchedule.objects.get_or_create(every=15, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.bulk_create([
+        PeriodicTask(name=f"{PREFIX} probe {i}", task="campaigns.dispatch_due_schedules", interval=every,
+                     kwargs=json.dumps({"tenant_id": 0})) for i in range(tenants)], batch_size=5000)
+    from django_celery_beat.models import PeriodicTasks
+
+    PeriodicTasks.update_changed()
+    queue = app.conf.task_default_queue
+    with app.connection_for_write() as conn:
+        conn.default_channel.client.delete(queue)
+    schedule_file = Path(tempfile.mkdtemp(prefix="bench-engine-beat-")) / "schedule"
+    log = schedule_file.with_name("beat.log")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "beat", "-l", "info", "-s", str(schedule_file),
+         "--pidfile="], cwd=Path(__file__).resolve().parent.parent, env=os.environ.copy(),
+        stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < seconds and process.poll() is None:
+            time.sleep(1)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(30)
+        with app.connection_for_write() as conn:
+            sent = conn.default_channel.client.llen(queue)
+            conn.default_channel.client.delete(queue)
+        PeriodicTask.objects.filter(name__startswith=f"{PREFIX} probe ").delete()
+    return {"beat_seconds": seconds, "beat_messages": sent, "beat_expected": int(tenants * seconds / 15)}
+
+
 def cleanup() -> None:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL campaigns.allow_audit_purge = 'on'")
@@ -240,25 +279,32 @@ def main() -> None:
     parser.add_argument("--campaigns", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=2, help="worker processes for dispatch")
     parser.add_argument("--probe", type=int, default=2000, help="empty per-tenant dispatch messages to time")
+    parser.add_argument("--beat-probe", type=float, default=0, metavar="SECONDS",
+                        help="only run celery beat with one entry per tenant for SECONDS and count what it sends")
     args = parser.parse_args()
+    if args.beat_probe:
+        print(json.dumps({"bench": "engine-beat-probe", "entries": args.tenants,
+                          **beat_probe(args.tenants, args.beat_probe)}))
+        return
     cleanup()
     try:
         seconds_per_node = statistics.median(per_node(args.nodes) for _ in range(3))
         seconds_per_dispatched = statistics.median(per_node(args.nodes, inline=False) for _ in range(3))
         lag = dispatch_lag(args.tenants, args.campaigns, args.concurrency, min(args.probe, args.tenants))
+        # Per-tenant beat entries (the old design): one message per tenant per 15 s, each costing
+        # per_poll_s of a worker process even when nothing is due.
+        per_tenant_processes = lag["per_poll_s"] * args.concurrency * args.tenants / 15
+        print(json.dumps({
+            "bench": "engine", "nodes": args.nodes, "seconds_per_node": round(seconds_per_node, 4),
+            "seconds_per_dispatched_node": round(seconds_per_dispatched, 4),
+            "tenants": args.tenants, "campaigns_per_tenant": args.campaigns, "runs": lag["runs"],
+            "dispatch_lag_p50_s": round(lag["p50"], 2), "dispatch_lag_p99_s": round(lag["p99"], 2),
+            "fan_out_interval_s": lag["interval"], "worker_processes": args.concurrency,
+            "setup_s": round(lag["setup_s"], 1),
+            "empty_tenant_dispatch_ms": round(lag["per_poll_s"] * args.concurrency * 1000, 2),
+            "per_tenant_entries_busy_processes": round(per_tenant_processes, 1)}), flush=True)
     finally:
         cleanup()
-    # Per-tenant beat entries (the old design): one message per tenant per 15 s, each costing
-    # per_poll_s of a worker process even when nothing is due.
-    per_tenant_processes = lag["per_poll_s"] * args.concurrency * args.tenants / 15
-    print(json.dumps({"bench": "engine", "nodes": args.nodes, "seconds_per_node": round(seconds_per_node, 4),
-                      "seconds_per_dispatched_node": round(seconds_per_dispatched, 4),
-                      "tenants": args.tenants, "campaigns_per_tenant": args.campaigns, "runs": lag["runs"],
-                      "dispatch_lag_p50_s": round(lag["p50"], 2), "dispatch_lag_p99_s": round(lag["p99"], 2),
-                      "fan_out_interval_s": lag["interval"], "worker_processes": args.concurrency,
-                      "setup_s": round(lag["setup_s"], 1),
-                      "empty_tenant_dispatch_ms": round(lag["per_poll_s"] * args.concurrency * 1000, 2),
-                      "per_tenant_entries_busy_processes": round(per_tenant_processes, 1)}))
 
 
 if __name__ == "__main__":
