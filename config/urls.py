@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("admin/", admin.site.urls),
+    path("", include("apps.channels.urls")),
     path("tasks/", include("apps.approvals.urls")),  # before the portal: replaces its placeholder
     path("", include("apps.portal.urls")),
 ]

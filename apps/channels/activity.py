@@ -182,7 +182,7 @@ class ChannelActivity(Activity):
         from apps.campaigns.populations import table_ident
 
         statement, params = sending._classified(
-            tenant=ctx.tenant, schema=schema, population=population,
+            tenant=ctx.tenant, schema=schema, population=population, channel=self.channel,
             addressing=sending.addressing_for(self.channel, schema, config),
             pressure=sending._pressure_caps(ctx.tenant, schema.name, self.channel), seed="dry-run")
         columns = sql.SQL("").join(sql.SQL(", p.{}").format(sql.Identifier(c.name)) for c in population.columns)

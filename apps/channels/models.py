@@ -146,6 +146,7 @@ class ExclusionReason(models.TextChoices):
     NO_ADDRESS = "no_address", "No address"
     NO_CONSENT = "no_consent", "No consent (opted out or unsubscribed)"
     PRESSURE = "pressure", "Marketing pressure cap reached"
+    SUPPRESSED = "suppressed", "Address suppressed (hard bounce)"
     WINDOW_CLOSED = "window_closed", "Send window closed"
 
 
@@ -181,8 +182,53 @@ class Message(TenantOwnedModel):
             # Marketing pressure: a profile's recent messages that count.
             models.Index(fields=["tenant", "recipient_key", "queued_at"], name="channels_message_pressure_idx",
                          condition=models.Q(status__in=["pending", "sending", "sent"])),
+            # Provider callbacks name a message by its idempotency key.
+            models.Index(fields=["tenant", "idempotency_key"], name="channels_message_key_idx"),
         ]
         ordering = ["id"]
 
     def __str__(self) -> str:
         return f"{self.recipient_key} {self.status}"
+
+
+class EventKind(models.TextChoices):
+    OPEN = "open", "Opened"
+    CLICK = "click", "Clicked"
+    UNSUBSCRIBE = "unsubscribe", "Unsubscribed"
+    DELIVERED = "delivered", "Delivered (provider callback)"
+    UNDELIVERED = "undelivered", "Not delivered (provider callback)"
+    BOUNCE = "bounce", "Hard bounce"
+
+
+class MessageEvent(TenantOwnedModel):
+    """What happened to a message after it was handed over; recorded once per message, kind and
+    link (a second open of the same message is not a new open)."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="events", db_index=False)
+    kind = models.CharField(max_length=16, choices=EventKind.choices)
+    link = models.TextField(blank=True, help_text="The URL of a click.")
+    detail = models.TextField(blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta(TenantOwnedModel.Meta):
+        constraints = [
+            *TenantOwnedModel.Meta.constraints,
+            models.UniqueConstraint(fields=["tenant", "message", "kind", "link"], name="channels_event_once_key"),
+        ]
+        ordering = ["at", "id"]
+
+
+class Suppression(TenantOwnedModel):
+    """An address no message goes to any more (a hard bounce); excluded as `suppressed`."""
+
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    address = models.CharField(max_length=320)
+    reason = models.CharField(max_length=32, default="hard_bounce")
+    detail = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta(TenantOwnedModel.Meta):
+        constraints = [
+            *TenantOwnedModel.Meta.constraints,
+            models.UniqueConstraint(fields=["tenant", "channel", "address"], name="channels_suppression_address_key"),
+        ]

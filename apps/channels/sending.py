@@ -37,7 +37,7 @@ from psycopg import sql
 
 from apps.activities.base import NodeError, Population
 from apps.channels import content as content_module
-from apps.channels import personalization, providers
+from apps.channels import personalization, providers, tracking
 from apps.channels.models import (
     Delivery,
     DeliveryStatus,
@@ -96,8 +96,9 @@ def addressing_for(channel: str, schema: DataSchema, config: dict[str, Any]) -> 
 
 # The ledger ---------------------------------------------------------------------------------------
 
-def _classified(*, tenant: Tenant, schema: DataSchema, population: Population, addressing: Addressing,
-                pressure: tuple[int | None, int | None], seed: str) -> tuple[sql.Composable, list[Any]]:
+def _classified(*, tenant: Tenant, schema: DataSchema, population: Population, channel: str,
+                addressing: Addressing, pressure: tuple[int | None, int | None], seed: str
+                ) -> tuple[sql.Composable, list[Any]]:
     """A SELECT of the population, one row per key: key, address, status, reason, idempotency
     key, data (the extra columns). Everything is decided here, in SQL."""
     from apps.campaigns.populations import table_ident
@@ -108,7 +109,7 @@ def _classified(*, tenant: Tenant, schema: DataSchema, population: Population, a
     elif addressing.is_list:
         attr = sql.SQL("r.attributes->{}").format(sql.Literal(addressing.address_field))
         address = sql.SQL("CASE WHEN jsonb_typeof({a}) = 'array' AND jsonb_array_length({a}) > 0 "
-                          "THEN {a}::text END").format(a=attr)
+                          "THEN ({a})::text END").format(a=attr)
     else:
         address = sql.SQL("nullif(btrim(r.attributes->>{}), '')").format(sql.Literal(addressing.address_field))
     if addressing.consent_field:
@@ -139,26 +140,30 @@ def _classified(*, tenant: Tenant, schema: DataSchema, population: Population, a
         pressure_join, over, over_params = sql.SQL(""), sql.SQL("false"), []
     statement = sql.SQL("""
         SELECT p.key, c.address,
-               CASE WHEN c.missing THEN 'excluded' WHEN NOT c.consent THEN 'excluded'
+               CASE WHEN c.missing THEN 'excluded' WHEN NOT c.consent THEN 'excluded' WHEN c.suppressed THEN 'excluded'
                     WHEN {over} THEN 'excluded' ELSE 'pending' END AS status,
                CASE WHEN c.missing THEN {no_address} WHEN NOT c.consent THEN {no_consent}
-                    WHEN {over} THEN {pressure} ELSE '' END AS reason,
+                    WHEN c.suppressed THEN {suppressed} WHEN {over} THEN {pressure} ELSE '' END AS reason,
                md5(%s || p.key)::uuid AS idempotency_key,
                nullif(to_jsonb(p) - 'key', '{{}}'::jsonb) AS data
         FROM (SELECT DISTINCT ON (key) * FROM {table} ORDER BY key) p
         LEFT JOIN schemas_record r ON r.tenant_id = %s AND r.schema_id = %s AND r.key = p.key
         CROSS JOIN LATERAL (SELECT {address} AS address,
                                    (r.key IS NULL OR ({needs_address} AND {address} IS NULL)) AS missing,
-                                   {consent} AS consent) c
+                                   {consent} AS consent,
+                                   EXISTS (SELECT 1 FROM channels_suppression s WHERE s.tenant_id = %s
+                                           AND s.channel = %s AND s.address = lower({address})) AS suppressed) c
         {pressure_join}
     """).format(
         over=over, no_address=sql.Literal(ExclusionReason.NO_ADDRESS.value),
         no_consent=sql.Literal(ExclusionReason.NO_CONSENT.value), pressure=sql.Literal(ExclusionReason.PRESSURE.value),
+        suppressed=sql.Literal(ExclusionReason.SUPPRESSED.value),
         table=table_ident(population.table), address=address, consent=consent, pressure_join=pressure_join,
         needs_address=sql.Literal(addressing.address_field is not None),
     )
-    # Placeholders in textual order: the CASE (over twice), the seed, the record join, the pressure join.
-    return statement, [*over_params, *over_params, seed, tenant.pk, schema.pk, *params]
+    # Placeholders in textual order: the CASEs (over twice), the seed, the record join, the
+    # suppression test, the pressure join.
+    return statement, [*over_params, *over_params, seed, tenant.pk, schema.pk, tenant.pk, channel, *params]
 
 
 def _pressure_caps(tenant: Tenant, dimension: str, channel: str) -> tuple[int | None, int | None]:
@@ -173,7 +178,8 @@ def classify_counts(*, tenant: Tenant, schema: DataSchema, population: Populatio
     """Test mode: what a delivery would do, without writing anything: counts by outcome
     (`eligible` and each exclusion reason) and the first eligible keys (for samples)."""
     statement, params = _classified(
-        tenant=tenant, schema=schema, population=population, addressing=addressing_for(channel, schema, config),
+        tenant=tenant, schema=schema, population=population, channel=channel,
+        addressing=addressing_for(channel, schema, config),
         pressure=_pressure_caps(tenant, schema.name, channel), seed="dry-run")
     query = sql.SQL("SELECT reason, count(*), (array_agg(key ORDER BY key))[1:3] FROM ({}) x GROUP BY reason").format(
         statement)
@@ -201,7 +207,8 @@ def delivery_open(*, tenant: Tenant, run: Any, node_id: str, channel: str, schem
         window_starts_at=window_start, window_ends_at=window_end)
     seed = f"{delivery.pk}:{uuid.uuid4()}:"
     statement, params = _classified(
-        tenant=tenant, schema=schema, population=population, addressing=addressing_for(channel, schema, config),
+        tenant=tenant, schema=schema, population=population, channel=channel,
+        addressing=addressing_for(channel, schema, config),
         pressure=_pressure_caps(tenant, schema.name, channel), seed=seed)
     insert = sql.SQL("""
         INSERT INTO channels_message (tenant_id, delivery_id, recipient_key, address, status, reason, error,
@@ -393,7 +400,7 @@ class _Provider:
         if self.delivery.channel == "email":
             return self.sender.send(providers.Email(
                 to=address, subject=rendered["subject"], html=rendered["html"], text=rendered["text"],
-                message_id=f"{key}@{self.config.message_id_domain}"))
+                message_id=f"{key}@{self.config.message_id_domain}", headers=rendered.get("headers") or {}))
         to: Any = address
         if self.delivery.channel == "push":
             to = json.loads(address)
@@ -464,6 +471,7 @@ def _send_batch(delivery: Delivery, tenant: Tenant, owner: str, rows: list[tuple
     back to pending."""
     outcomes: list[tuple[int, str, str]] = []
     handled: set[int] = set()
+    bounced: list[tuple[str, str]] = []
 
     def note(message_id: int, status: str, detail: str) -> None:
         outcomes.append((message_id, status, detail))
@@ -481,16 +489,23 @@ def _send_batch(delivery: Delivery, tenant: Tenant, owner: str, rows: list[tuple
                 if attempts > MAX_ATTEMPTS:
                     note(message_id, MessageStatus.FAILED, f"Gave up after {MAX_ATTEMPTS} attempts.")
                     continue
+                links = tracking.links_for(tenant_id=delivery.tenant_id, message_id=message_id)
                 context = personalization.message_context(
                     record=_json(attributes), dimension=delivery.dimension, row=_json(data),
                     variables=delivery.variables, campaign=delivery.campaign.name,
-                    message={"id": str(idempotency_key)})
+                    message={"id": str(idempotency_key), **links})
                 try:
                     rendered = content_module.render_content(delivery.channel, delivery.content, context)
                 except personalization.RenderError as exc:
                     note(message_id, MessageStatus.FAILED, f"Cannot render: {exc}")
                     continue
+                if delivery.channel == "email":
+                    rendered["html"], rendered["headers"] = tracking.instrument_email(
+                        rendered["html"], tenant_id=delivery.tenant_id, message_id=message_id,
+                        unsubscribe_url=links["unsubscribe_url"])
                 result = provider.send(key=str(idempotency_key), address=address, rendered=rendered)
+                if result.is_hard_bounce:
+                    bounced.append((address, result.detail))
                 status = {providers.SENT: MessageStatus.SENT, providers.FAILED: MessageStatus.FAILED}.get(
                     result.outcome, MessageStatus.PENDING)
                 note(message_id, status, result.detail)
@@ -500,6 +515,8 @@ def _send_batch(delivery: Delivery, tenant: Tenant, owner: str, rows: list[tuple
         logger.warning("delivery %s: %s", delivery.pk, exc)
         outcomes += [(row[0], MessageStatus.PENDING, str(exc)) for row in rows if row[0] not in handled]
     _record_outcomes(delivery, owner, outcomes)
+    if bounced:
+        tracking.suppress(tenant=tenant, channel=delivery.channel, addresses=bounced)
 
 
 def _json(value: Any) -> Any:

@@ -231,6 +231,8 @@ EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.conso
 # --- Channels ----------------------------------------------------------------------------------
 # Whether SMTP hosts and webhook URLs may resolve to private/loopback addresses (production: no).
 CHANNELS_ALLOW_PRIVATE_NETWORKS = env_bool("CHANNELS_ALLOW_PRIVATE_NETWORKS", True)
+# Where recipients reach tracking and unsubscribe links (the public address of this site).
+CHANNELS_PUBLIC_URL = os.environ.get("CHANNELS_PUBLIC_URL", "http://127.0.0.1:8000")
 
 # --- Approvals ---------------------------------------------------------------------------------
 # The portal's public address, for the links in task e-mails.

@@ -15,7 +15,8 @@ from apps.tenants.models import Tenant
 from apps.tenants.scoping import tenant_scope
 from tests.world import populator
 
-GRAPH = {"nodes": [{"id": "start", "type": "scheduler", "config": {"mode": "api"}}], "edges": []}
+GRAPH = {"nodes": [{"id": "start", "type": "scheduler", "config": {"mode": "api"}}, {"id": "end", "type": "end"}],
+         "edges": [{"from": "start", "port": "out", "to": "end"}]}
 
 
 @populator
