@@ -596,3 +596,17 @@ def test_a_loaded_file_joined_in_a_graph(acme, people, shop, django_capture_on_c
     out = Population.from_dict(nodes["enrich"].outputs["out"])
     assert out.dimension == "profile"
     assert table(out) == [("p1", Decimal(15), [{"points": 10}, {"points": 5}]), ("p2", Decimal(0), [])]
+
+
+def test_without_known_inputs_only_the_config_itself_is_checked(h, shop):
+    """Downstream of an invalid node the inputs are unknown: aliases, constants and the form of
+    linked columns are still checked; fields and links wait for the inputs."""
+    config = {"joins": [{"name": "file", "input": "load", "on": [{"field": "email", "column": "mail"}]}],
+              "columns": [{"alias": "Bad", "field": "country"}, {"alias": "c", "field": "no_such_field"},
+                          {"alias": "d", "link": "file", "order_by": "points"},
+                          {"alias": "e", "constant": "x", "type": "integer"},
+                          {"alias": "f", "link": "nope", "aggregate": "count"}]}
+    problems = h.problems("enrichment", config, None)
+    assert [(p.node, p.path) for p in problems] == [
+        ("node", "config.columns[0].alias"), ("node", "config.columns[2].order_by"),
+        ("node", "config.columns[3].constant")]
