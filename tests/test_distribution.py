@@ -11,8 +11,9 @@ from django.db import connection
 from apps.tenants.scoping import TenantOwnedModel
 
 # Tables created by the project's own apps that are shared by all tenants (reference tables).
-# Indexes serving cross-tenant periodic scans (the sweeper looks for due runs of every tenant).
-CROSS_TENANT_INDEXES = {"campaigns_run_check_idx"}
+# Indexes serving cross-tenant periodic scans: the sweeper looks for due runs of every tenant, the
+# schedule fan-out for due schedules of every tenant (docs/scaling.md).
+CROSS_TENANT_INDEXES = {"campaigns_run_check_idx", "campaigns_schedule_fire_idx"}
 
 REFERENCE_TABLES = {"tenants_tenant", "tenants_user", "tenants_user_groups", "tenants_user_user_permissions"}
 
