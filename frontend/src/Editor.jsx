@@ -29,9 +29,20 @@ function nodeSummary(type, config) {
   if (type === "split") return `${(c.subsets || []).length} subset(s)`;
   if (type === "build_audience") {
     if (c.audience) return `Audience #${c.audience}`;
-    return c.filter && Object.keys(c.filter).length ? "Filtered" : "Every record";
+    return c.filter && Object.keys(c.filter).length ? "Filtered" : c.filter ? "Every record" : "No filter yet";
   }
   return "";
+}
+
+/** Keeps the page's JSON editor (the no-JavaScript fallback) on the draft the canvas saved, so
+ *  that saving there next is not refused as a conflict with the canvas's own save. */
+function syncJsonEditor(version) {
+  const form = document.querySelector("#json-editor form");
+  if (!form) return;
+  const text = form.querySelector("textarea[name=graph]");
+  const revision = form.querySelector("input[name=revision]");
+  if (text) text.value = JSON.stringify(version.graph, null, 2);
+  if (revision) revision.value = String(version.revision);
 }
 
 /** React Flow nodes and edges from a stored graph ({nodes, edges}); positions laid out if missing. */
@@ -151,6 +162,53 @@ function ProblemList({ problems, onPick }) {
   );
 }
 
+const CHANNEL_OF = { email: "email", sms: "sms", push: "push", file_export: "file" };
+
+/** The message of a channel activity rendered (Liquid) for a chosen record, by the channels API. */
+function MessagePreview({ api, type, config, dimension }) {
+  const [key, setKey] = useState("");
+  const [answer, setAnswer] = useState(null);
+  const channel = CHANNEL_OF[type];
+  if (!channel) return null;
+  const id = `preview-key-${type}`;
+  async function preview() {
+    setAnswer({ loading: true });
+    try {
+      const rendered = await api.post("channels/content/preview", {
+        channel, content: (config && config.content) || {}, schema: dimension, key,
+      });
+      setAnswer({ rendered });
+    } catch (error) {
+      const details = Object.values(error.fields || {}).flat().map((x) => (typeof x === "string" ? x : x.message));
+      setAnswer({ error: [error.message, ...details.filter((d) => d && d !== error.message)].join(" ") });
+    }
+  }
+  return (
+    <section className="cv-fieldset cv-preview" aria-labelledby={`${id}-title`} data-testid="message-preview">
+      <h4 className="cv-panel__subtitle" id={`${id}-title`}>Preview for a {dimension} record</h4>
+      <div className="cv-preview__ask">
+        <label className="visually-hidden" htmlFor={id}>Key of the {dimension} record to preview with</label>
+        <input id={id} type="text" placeholder={`${dimension} key`} value={key} onChange={(e) => setKey(e.target.value)}
+          onKeyDown={(e) => { if (e.key === "Enter") { e.preventDefault(); if (key) preview(); } }} />
+        <button type="button" className="btn btn--secondary btn--sm" disabled={!key} onClick={preview}>Preview</button>
+      </div>
+      {!answer ? null : answer.loading ? <p className="muted">Rendering…</p>
+        : answer.error ? <p className="field__errors" role="alert">{answer.error}</p> : (
+          <dl className="cv-preview__out" aria-live="polite">
+            {Object.entries(answer.rendered).map(([name, value]) => (
+              <div key={name}>
+                <dt>{name}</dt>
+                <dd>{name === "html" ? (
+                  <iframe title="HTML part of the message" sandbox="" srcDoc={String(value)} className="cv-preview__html" />
+                ) : <pre>{typeof value === "string" ? value : JSON.stringify(value, null, 2)}</pre>}</dd>
+              </div>
+            ))}
+          </dl>
+        )}
+    </section>
+  );
+}
+
 function ConfigPanel({ node, type, problems, ctx, readOnly, onChange, onDelete }) {
   const nodeProblems = problems.filter((p) => p.node === node.id);
   const problemsAt = useCallback((path) => nodeProblems.filter((p) => normalizePath(p.path) === normalizePath(path)),
@@ -174,6 +232,7 @@ function ConfigPanel({ node, type, problems, ctx, readOnly, onChange, onDelete }
           problemsAt={problemsAt} ctx={{ ...ctx, dimension }}
           onChange={(config) => onChange(node.id, config || {})} />
       </fieldset>
+      <MessagePreview api={ctx.api} type={node.data.atype} config={node.data.config} dimension={dimension} />
       {!readOnly ? (
         <button type="button" className="btn btn--danger-text btn--sm" onClick={() => onDelete([node.id])}>
           Delete {node.id}</button>
@@ -233,6 +292,25 @@ function LogPanel({ nodeId, state, log }) {
   );
 }
 
+function VersionHistory({ versions }) {
+  if (!versions || !versions.length) return null;
+  return (
+    <section aria-labelledby="cv-versions-title" data-testid="version-history">
+      <h4 id="cv-versions-title" className="cv-panel__subtitle">Versions</h4>
+      <ol className="cv-versions" reversed>
+        {versions.map((v) => (
+          <li key={v.number}>
+            <strong>v{v.number}</strong> · {v.status === "published" ? "published" : "draft"} · revision {v.revision}
+            <span className="muted small"> · {v.status === "published" && v.published_at
+              ? `published ${new Date(v.published_at).toLocaleString("en-GB")}${v.published_by ? ` by ${v.published_by}` : ""}`
+              : `edited ${new Date(v.updated_at).toLocaleString("en-GB")}${v.edited_by ? ` by ${v.edited_by}` : ""}`}</span>
+          </li>
+        ))}
+      </ol>
+    </section>
+  );
+}
+
 function RunSummary({ run, previous }) {
   if (!run) return <p className="muted">Start a test run or pick a run to watch it here.</p>;
   const prevCounts = {};
@@ -277,6 +355,7 @@ export function Editor({ api, config }) {
   const [types, setTypes] = useState(null);
   const [loadError, setLoadError] = useState("");
   const [campaign, setCampaign] = useState(null);
+  const [versions, setVersions] = useState([]);
   const [draft, setDraft] = useState(null);
   const [extra, setExtra] = useState({});
   const [nodes, setNodes] = useState([]);
@@ -286,6 +365,7 @@ export function Editor({ api, config }) {
   const [message, setMessage] = useState(null);
   const [busy, setBusy] = useState("");
   const [mode, setMode] = useState("design");
+  const [expanded, setExpanded] = useState(false);
   const [runs, setRuns] = useState([]);
   const [runId, setRunId] = useState(config.runId || null);
   const [run, setRun] = useState(null);
@@ -314,6 +394,7 @@ export function Editor({ api, config }) {
     setNodes(n);
     setEdges(e);
     setDraft(version);
+    syncJsonEditor(version);
     setProblems(version.problems || []);
     setSavedJson(JSON.stringify({ nodes: toGraph(n, e, rest).nodes, edges: toGraph(n, e, rest).edges }));
     past.current = [];
@@ -323,9 +404,11 @@ export function Editor({ api, config }) {
   }, [api, campaignId, flow]);
 
   const loadCampaign = useCallback(async () => {
-    const [c, r] = await Promise.all([api.get(`campaigns/${campaignId}/`), api.get(`campaigns/${campaignId}/runs/`)]);
+    const [c, r, v] = await Promise.all([api.get(`campaigns/${campaignId}/`), api.get(`campaigns/${campaignId}/runs/`),
+      api.get(`campaigns/${campaignId}/versions/`)]);
     setCampaign(c);
     setRuns(results(r));
+    setVersions(results(v));
     return c;
   }, [api, campaignId]);
 
@@ -381,7 +464,7 @@ export function Editor({ api, config }) {
       const box = wrapper.current.getBoundingClientRect();
       const center = flow.screenToFlowPosition({ x: box.left + box.width / 2, y: box.top + box.height / 2 });
       const offset = (all.length % 6) * 24;
-      pos = { x: center.x - 110 + offset, y: center.y - 45 + offset };
+      pos = { x: center.x - 100 + offset, y: center.y - 45 + offset };
     }
     const id = newNodeId(type, all);
     const node = {
@@ -454,6 +537,7 @@ export function Editor({ api, config }) {
     const target = event.target;
     if (isEditable(target)) return;
     if (!(root.current && root.current.contains(target)) && target !== document.body) return;
+    if (event.key === "Escape" && expanded) { setExpanded(false); return; }
     const key = event.key.toLowerCase();
     const mod = event.ctrlKey || event.metaKey;
     if (mod && key === "z" && !event.shiftKey) { if (!readOnly) { event.preventDefault(); undo(); } return; }
@@ -463,7 +547,7 @@ export function Editor({ api, config }) {
       deleteSelection();
       if (wrapper.current) wrapper.current.focus();
     }
-  }, [readOnly, undo, redo, deleteSelection]);
+  }, [readOnly, undo, redo, deleteSelection, expanded]);
 
   useEffect(() => {
     document.addEventListener("keydown", onKeyDown);
@@ -488,6 +572,7 @@ export function Editor({ api, config }) {
     try {
       const version = await api.put(`campaigns/${campaignId}/draft`, { graph, revision: draft.revision });
       setDraft(version);
+      syncJsonEditor(version);
       setSavedJson(JSON.stringify({ nodes: graph.nodes, edges: graph.edges }));
       setProblems(version.problems || []);
       const count = (version.problems || []).length;
@@ -535,6 +620,7 @@ export function Editor({ api, config }) {
         setMessage({ kind: "success", text: `Version ${answer.number} is published.` });
         const version = await api.get(`campaigns/${campaignId}/draft`);
         setDraft(version);
+        syncJsonEditor(version);
         setProblems(version.problems || []);
       } else if (name === "test") {
         setMessage({ kind: "success", text: `Test run #${answer.id} started: nothing is sent in test mode.` });
@@ -689,7 +775,7 @@ export function Editor({ api, config }) {
   );
 
   return (
-    <div className="cv" ref={root}>
+    <div className={`cv${expanded ? " cv--expanded" : ""}`} ref={root}>
       <div className="cv-toolbar" role="toolbar" aria-label="Campaign canvas">
         <div className="cv-toolbar__group" role="group" aria-label="View">
           <button type="button" className={`btn btn--sm ${mode === "design" ? "btn--primary" : "btn--secondary"}`}
@@ -737,6 +823,9 @@ export function Editor({ api, config }) {
             {["live", "paused", "failed"].includes(status) ? button("stop", "Stop", { style: "danger-text" }) : null}
           </div>
         ) : null}
+        <button type="button" className="btn btn--ghost btn--sm" aria-pressed={expanded}
+          onClick={() => { setExpanded((x) => !x); setTimeout(() => flow.fitView({ padding: 0.2, maxZoom: 1 }), 80); }}>
+          {expanded ? "Exit full screen" : "Full screen"}</button>
         <span className="cv-toolbar__status small">Campaign: <strong data-testid="campaign-status">{status}</strong></span>
         {config.jsonEditor ? (
           <a className="btn btn--ghost btn--sm" href={config.jsonEditor} onClick={() => {
@@ -755,7 +844,7 @@ export function Editor({ api, config }) {
             if (!type) return;
             e.preventDefault();
             const p = flow.screenToFlowPosition({ x: e.clientX, y: e.clientY });
-            addNode(type, { x: p.x - 110, y: p.y - 30 });
+            addNode(type, { x: p.x - 100, y: p.y - 30 });
           }}>
           <ReactFlow
             nodes={shownNodes} edges={shownEdges} nodeTypes={nodeTypes} edgeTypes={edgeTypes}
@@ -793,8 +882,9 @@ export function Editor({ api, config }) {
                 <ProblemList problems={problems} onPick={(id) => {
                   setNodes((ns) => ns.map((n) => ({ ...n, selected: n.id === id })));
                   const n = nodes.find((x) => x.id === id);
-                  if (n) flow.setCenter(n.position.x + 110, n.position.y + 45, { zoom: 1, duration: 200 });
+                  if (n) flow.setCenter(n.position.x + 100, n.position.y + 45, { zoom: 1, duration: 200 });
                 }} />
+                <VersionHistory versions={versions} />
               </div>
             )
           ) : (

@@ -1,7 +1,7 @@
 // Auto-layout: left to right by dagre, as the flow reads.
 import dagre from "@dagrejs/dagre";
 
-export const NODE_WIDTH = 220;
+export const NODE_WIDTH = 200;
 
 export function autoLayout(nodes, edges) {
   const g = new dagre.graphlib.Graph();

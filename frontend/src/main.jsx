@@ -33,7 +33,7 @@ function start() {
   if (!element) return;
   // What the server drew for pages without JavaScript (the draft's problems, the static graph)
   // goes stale as soon as the canvas edits: the canvas shows both, live.
-  document.querySelectorAll("[data-canvas-replaces]").forEach((el) => { el.hidden = true; });
+  document.querySelectorAll("[data-canvas-replaces]").forEach((el) => { el.style.display = "none"; });
   mount(element);
 }
 

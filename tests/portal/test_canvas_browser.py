@@ -258,3 +258,68 @@ def test_a_concurrent_save_is_a_conflict_problems_show_on_nodes_and_publish(page
     with tenant_scope(acme):
         campaign.refresh_from_db()
         assert campaign.status == "published" and campaign.live_version.graph == theirs
+    expect(page.get_by_test_id("version-history")).to_contain_text("v1 · published")
+
+    # Live: start, pause, resume and stop from the canvas.
+    cv.get_by_role("button", name="Start live").click()
+    expect(message).to_contain_text("The campaign is live")
+    expect(page.get_by_test_id("campaign-status")).to_have_text("live")
+    expect(page.get_by_test_id("canvas")).to_have_attribute("data-mode", "monitor")
+    cv.get_by_role("button", name="Pause").click()
+    expect(page.get_by_test_id("campaign-status")).to_have_text("paused")
+    cv.get_by_role("button", name="Resume").click()
+    expect(page.get_by_test_id("campaign-status")).to_have_text("live")
+    cv.get_by_role("button", name="Stop").click()
+    expect(page.get_by_test_id("campaign-status")).to_have_text("stopped")
+    with tenant_scope(acme):
+        campaign.refresh_from_db()
+        assert campaign.status == "stopped"
+        assert Run.objects.filter(campaign=campaign, is_test=False).get().status == "stopped"
+    page.screenshot(path=str(ARTIFACTS / "canvas-stopped.png"), full_page=True)
+
+    # The JSON editor stays available as a fallback.
+    cv.get_by_role("link", name="Edit as JSON").click()
+    expect(page.locator("#json-editor textarea[name=graph]")).to_be_visible()
+
+
+def test_a_viewer_sees_the_canvas_read_only(page, acme, people, password):  # noqa: F811
+    with tenant_scope(acme):
+        campaign = services.campaign_create(tenant=acme, by=people["acme"]["marketer"].user, name="Look only",
+                                            graph=SIMPLE)
+    _sign_in(page, "viewer@acme.test", password)
+    page.goto(f"/campaigns/{campaign.pk}/")
+    cv = page.get_by_test_id("campaign-canvas")
+    expect(_node(page, "start")).to_be_visible()
+    expect(page.get_by_role("complementary", name="Activities")).to_have_count(0)
+    expect(cv.get_by_role("button", name="Save draft")).to_have_count(0)
+    expect(cv.get_by_role("button", name="Test run")).to_have_count(0)
+    _node(page, "start").click()
+    page.keyboard.press("Delete")
+    expect(_node(page, "start")).to_have_count(1)
+
+
+def test_a_channel_activity_previews_its_message_for_a_chosen_profile(page, acme, people, password):  # noqa: F811
+    graph = {
+        "nodes": [{"id": "start", "type": "scheduler", "config": {}, "position": {"x": 0, "y": 0}},
+                  {"id": "audience", "type": "build_audience", "config": {}, "position": {"x": 260, "y": 0}},
+                  {"id": "mail", "type": "email", "config": {"content": {"subject": "Hello", "text": "Hi"}},
+                   "position": {"x": 520, "y": 0}}],
+        "edges": [{"from": "start", "port": "out", "to": "audience"}, {"from": "audience", "port": "out", "to": "mail"}],
+    }
+    with tenant_scope(acme):
+        profile_upsert(tenant=acme, by=None, values={"id": "ada", "email": "ada@example.test", "first_name": "Ada"})
+        campaign = services.campaign_create(tenant=acme, by=people["acme"]["marketer"].user, name="Hello Ada",
+                                            graph=graph)
+    _sign_in(page, "marketer@acme.test", password)
+    page.goto(f"/campaigns/{campaign.pk}/")
+    _select(page, "mail")
+    panel = page.get_by_test_id("config-panel")
+    panel.get_by_label("Subject").fill("Bonjour {{ profile.first_name | default: 'friend' }}")
+    preview = panel.get_by_test_id("message-preview")
+    preview.get_by_label("Key of the profile record to preview with").fill("ada")
+    preview.get_by_role("button", name="Preview").click()
+    expect(preview).to_contain_text("Bonjour Ada")
+    page.screenshot(path=str(ARTIFACTS / "canvas-message-preview.png"), full_page=True)
+    preview.get_by_label("Key of the profile record to preview with").fill("nobody")
+    preview.get_by_role("button", name="Preview").click()
+    expect(preview.get_by_role("alert")).to_contain_text("No such record")
