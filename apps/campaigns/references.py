@@ -13,12 +13,12 @@ from apps.activities.base import Shape
 from apps.campaigns.graph import Graph, node_inputs, validate_structure
 from apps.campaigns.models import Campaign, CampaignStatus
 from apps.schemas.models import DataSchema
-from apps.schemas.references import filter_references, link_map, register_reference_finder, uses
+from apps.schemas.references import link_map, register_reference_finder, uses
 from apps.tenants.models import Tenant
 from apps.tenants.scoping import tenant_scope
 
 # Config keys whose values name fields of the activity's dimension (a name or a list of names).
-FIELD_KEYS = ("fields", "match_on", "by")
+FIELD_KEYS = ("fields", "match_on", "by")  # (and `field`, `order_by`, read one by one)
 
 
 @register_reference_finder
@@ -55,37 +55,55 @@ def _uses(graph: Any, ctx: Any, schemas: dict[str, int], links: dict[int, dict[s
         if name is None and dimension == schema.name:
             return True
         schema_id = schemas.get(dimension or "")
-        references = filter_references(schema=DataSchema(pk=schema_id, tenant_id=schema.tenant_id), tree=config,
-                                       links=links) if schema_id is not None else set()
-        references |= {(schema_id, field) for field in _field_names(config)} if schema_id is not None else set()
-        if uses(references, schema, name):
+        if schema_id is None:
+            continue
+        found: set[tuple[int, str]] = set()
+        _walk(config, schema_id, links, found, top=True)
+        if uses(found, schema, name):
             return True
     return False
 
 
 def _dimension(activity_type: str, config: dict[str, Any], inputs: list[Shape] | None,
                campaign_dimension: str) -> str | None:
-    """The dimension an activity reads: its own `dimension` setting, else what arrives on its
-    inputs, else the campaign's."""
-    if isinstance(config.get("dimension"), str):
-        return config["dimension"]
+    """The schema an activity's config names fields of: its own `schema` (Reconciliation, Update
+    data) or `dimension` setting, else what arrives on its inputs, else the campaign's."""
+    for key in ("schema", "dimension"):
+        if isinstance(config.get(key), str):
+            return config[key]
     for shape in inputs or []:
         if not shape.is_token:
             return shape.dimension
     return campaign_dimension if registry.exists(activity_type) else None
 
 
-def _field_names(node: Any) -> set[str]:
-    names: set[str] = set()
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in FIELD_KEYS:
-                if isinstance(value, str):
-                    names.add(value)
-                elif isinstance(value, list):
-                    names |= {v for v in value if isinstance(v, str)}
-            names |= _field_names(value)
-    elif isinstance(node, list):
+def _walk(node: Any, schema_id: int | None, links: dict[int, dict[str, int]], found: set[tuple[int, str]],
+          top: bool = False) -> None:
+    """Collect (schema id, field or link name) pairs. A `field` and the names under FIELD_KEYS
+    belong to the schema in hand; inside a dict naming a `link` (a filter's link condition, an
+    enrichment column) they belong to the link's target, and so does everything nested in it. At
+    the top of a config a `link` (Change dimension's) is recorded, and its siblings stay in the
+    activity's own dimension."""
+    if isinstance(node, list):
         for item in node:
-            names |= _field_names(item)
-    return names
+            _walk(item, schema_id, links, found)
+        return
+    if not isinstance(node, dict) or schema_id is None:
+        return
+    here = schema_id
+    if isinstance(node.get("link"), str):
+        found.add((schema_id, node["link"]))
+        if not top:
+            here = links.get(schema_id, {}).get(node["link"])  # None: a join name, not a link
+            if here is None:
+                return
+    for key in ("field", "order_by"):
+        if isinstance(node.get(key), str):
+            found.add((here, node[key]))
+    for key in FIELD_KEYS:
+        value = node.get(key)
+        names = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+        found |= {(here, n) for n in names if isinstance(n, str)}
+    for key, value in node.items():
+        if key != "value" and isinstance(value, dict | list):
+            _walk(value, here, links, found)
