@@ -423,7 +423,8 @@ class LoadFile(Activity):
         try:
             options = _options(config, upload.name)
         except ApplicationError as error:
-            raise NodeError(f"{error.message} {error.fields}") from None
+            details = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in error.fields.items())
+            raise NodeError(f"{error.message} ({details})") from None
         loader = _Loader(ctx, config, path, upload.name, options)
         try:
             return loader.run()
@@ -504,7 +505,8 @@ class _Loader:
         if declared is None:
             if header is None:
                 raise FileProblem("without a header line, declare the columns.")
-            declared = header_columns(header)
+            # by position: a header may repeat a name
+            declared = [{**c, "source": i} for i, c in enumerate(header_columns(header), start=1)]
         self.columns = [FileColumn.from_config(c) for c in declared]
         if header is not None:
             self.ncols = len(header)

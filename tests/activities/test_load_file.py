@@ -96,6 +96,12 @@ def test_csv_options_formats_and_value_handling(acme, campaign):
     assert done.summary["rejected"] == 2
 
 
+def test_a_repeated_header_name_gives_two_columns(acme, campaign):
+    done = load(acme, campaign, "a,a,b\n1,2,3\n", {})
+    assert [c.name for c in done.outputs["out"].columns] == ["a", "a_2", "b"]
+    assert table_rows(done.outputs["out"]) == [("2", "1", "2", "3")]
+
+
 def test_no_header_columns_by_position(acme, campaign):
     done = load(acme, campaign, "x;1\ny;2\n", {"header": False, "delimiter": ";", "columns": [
         {"name": "n", "source": 2, "type": "integer"}, {"name": "label", "source": 1}]})
