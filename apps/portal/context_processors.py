@@ -12,13 +12,19 @@ from apps.core.admin_site import is_tenant_admin
 from apps.tenants.roles import Role, role_can
 from apps.tenants.selectors import dangerously_membership_list_for_user
 
+AUDIENCE_PAGES = ("audiences", "audience-new", "audience-builder", "audience-count", "audience-detail",
+                  "audience-edit", "audience-refresh", "audience-delete")
+DATA_PAGES = ("data", "schema-new", "schema-detail", "schema-edit", "schema-delete", "field-add", "field-edit",
+              "field-remove", "link-add", "link-remove", "record-list", "record-detail", "import-list",
+              "import-upload", "import-detail")
+
 # (label, url name, icon, capability needed or None, url names that make the item current)
 NAVIGATION = [
     ("main", [
         ("Overview", "portal:dashboard", "grid", None, ("dashboard",)),
         ("Campaigns", "portal:campaigns", "send", None, ("campaigns",)),
-        ("Audiences", "portal:audiences", "layers", None, ("audiences",)),
-        ("Data", "portal:data", "database", None, ("data",)),
+        ("Audiences", "portal:audiences", "layers", None, AUDIENCE_PAGES),
+        ("Data", "portal:data", "database", None, DATA_PAGES),
         ("Tasks", "portal:tasks", "check-square", None, ("tasks",)),
     ]),
     ("Workspace", [

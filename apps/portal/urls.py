@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.portal import campaign_views, views
+from apps.portal import campaign_views, data_views, views
 
 app_name = "portal"
 
@@ -21,8 +21,36 @@ urlpatterns = [
     path("campaigns/<int:campaign_id>/runs/<int:run_id>/transitions/<int:index>/",
          campaign_views.transition_preview, name="campaign-transition"),
     path("campaigns/<int:campaign_id>/runs/<int:run_id>/log/", campaign_views.run_log, name="campaign-run-log"),
-    path("audiences/", views.audiences, name="audiences"),
-    path("data/", views.data, name="data"),
+    path("audiences/", data_views.audience_list, name="audiences"),
+    path("audiences/new/", data_views.audience_new, name="audience-new"),
+    path("audiences/builder/", data_views.audience_builder, name="audience-builder"),
+    path("audiences/count/", data_views.audience_count, name="audience-count"),
+    path("audiences/<int:audience_id>/", data_views.audience_detail, name="audience-detail"),
+    path("audiences/<int:audience_id>/edit/", data_views.audience_edit, name="audience-edit"),
+    path("audiences/<int:audience_id>/refresh/", data_views.audience_refresh, name="audience-refresh"),
+    path("audiences/<int:audience_id>/delete/", data_views.audience_delete, name="audience-delete"),
+    path("audiences/<int:audience_id>/export/", data_views.audience_export, name="audience-export"),
+    path("data/", data_views.schema_list, name="data"),
+    path("data/schemas/", data_views.schema_new, name="schema-new"),
+    path("data/schemas/<str:schema_name>/", data_views.schema_detail, name="schema-detail"),
+    path("data/schemas/<str:schema_name>/edit/", data_views.schema_edit, name="schema-edit"),
+    path("data/schemas/<str:schema_name>/delete/", data_views.schema_delete, name="schema-delete"),
+    path("data/schemas/<str:schema_name>/fields/", data_views.field_add, name="field-add"),
+    path("data/schemas/<str:schema_name>/fields/<str:field_name>/", data_views.field_edit, name="field-edit"),
+    path("data/schemas/<str:schema_name>/fields/<str:field_name>/remove/", data_views.field_remove,
+         name="field-remove"),
+    path("data/schemas/<str:schema_name>/links/", data_views.link_add, name="link-add"),
+    path("data/schemas/<str:schema_name>/links/<str:link_name>/remove/", data_views.link_remove,
+         name="link-remove"),
+    path("data/schemas/<str:schema_name>/records/", data_views.record_list, name="record-list"),
+    path("data/schemas/<str:schema_name>/records/<path:key>/", data_views.record_detail, name="record-detail"),
+    path("data/schemas/<str:schema_name>/imports/", data_views.import_list, name="import-list"),
+    path("data/schemas/<str:schema_name>/imports/upload/", data_views.import_upload, name="import-upload"),
+    path("data/schemas/<str:schema_name>/imports/<int:import_id>/", data_views.import_detail, name="import-detail"),
+    path("data/schemas/<str:schema_name>/imports/<int:import_id>/progress/", data_views.import_progress,
+         name="import-progress"),
+    path("data/schemas/<str:schema_name>/imports/<int:import_id>/rejects/", data_views.import_rejects,
+         name="import-rejects"),
     path("tasks/", views.tasks, name="tasks"),
     path("settings/", views.settings_page, name="settings"),
     path("settings/users/", views.user_list, name="user-list"),

@@ -131,8 +131,6 @@ def _section(template: str) -> View:
     return view
 
 
-audiences = _section("portal/audiences.html")
-data = _section("portal/data.html")
 tasks = _section("portal/tasks.html")
 
 
