@@ -276,9 +276,10 @@ def import_run(*, tenant: Tenant, job_id: int) -> ImportJob | None:
 
 def _job_lock(job_id: int, *, acquire: bool) -> bool:
     """A session lock per job, so that a redelivered message does not run a job twice at once."""
+    statement = ("SELECT pg_try_advisory_lock(hashtext('schemas.import'), %s)" if acquire
+                 else "SELECT pg_advisory_unlock(hashtext('schemas.import'), %s)")
     with connection.cursor() as cursor:
-        fn = "pg_try_advisory_lock" if acquire else "pg_advisory_unlock"
-        cursor.execute(f"SELECT {fn}(hashtext('schemas.import'), %s)", [int(job_id) % 2**31])
+        cursor.execute(statement, [int(job_id) % 2**31])
         return bool(cursor.fetchone()[0])
 
 
