@@ -12,6 +12,7 @@ import pytest
 from django.db import transaction
 from playwright.sync_api import Page, expect
 
+from apps.activities import registry
 from apps.campaigns import engine, services
 from apps.campaigns.models import Campaign, Run
 from apps.profiles.services import profile_upsert
@@ -168,6 +169,10 @@ def test_build_configure_save_and_test_run_a_campaign_on_the_canvas(page, worker
     assert nodes["build_audience_1"]["config"] == {"filter": {"all": [{"field": "country", "op": "eq", "value": "FR"}]}}
     assert nodes["split_1"]["config"] == {"subsets": [{"code": "sample", "limit": {"count": 5}}], "complement": True}
     assert nodes["wait_1"]["config"] == {"mode": "duration", "duration": "2s"}
+    # The ports drawn on the canvas are the ones the server derives from each config.
+    for node_id, node in nodes.items():
+        expected = registry.get(node["type"]).output_ports(node["config"])
+        expect(_node(page, node_id).locator(".cv-port__name")).to_have_text(expected)
     assert {(e["from"], e["port"], e["to"]) for e in graph["edges"]} == {
         ("scheduler_1", "out", "build_audience_1"), ("build_audience_1", "out", "split_1"),
         ("split_1", "sample", "wait_1"), ("wait_1", "out", "end_1"), ("split_1", "complement", "end_2")}
@@ -277,9 +282,14 @@ def test_a_concurrent_save_is_a_conflict_problems_show_on_nodes_and_publish(page
         assert Run.objects.filter(campaign=campaign, is_test=False).get().status == "stopped"
     page.screenshot(path=str(ARTIFACTS / "canvas-stopped.png"), full_page=True)
 
-    # The JSON editor stays available as a fallback.
+    # The JSON editor stays available as a fallback, in step with what the canvas loaded and saved.
     cv.get_by_role("link", name="Edit as JSON").click()
-    expect(page.locator("#json-editor textarea[name=graph]")).to_be_visible()
+    json_editor = page.locator("#json-editor")
+    expect(json_editor.locator("textarea[name=graph]")).to_be_visible()
+    expect(json_editor.locator("textarea[name=graph]")).to_have_value(re.compile("their_end"))
+    json_editor.get_by_role("button", name="Save draft").click()
+    expect(page.get_by_text("Draft saved")).to_be_visible()
+    expect(_node(page, "their_end")).to_be_visible()
 
 
 def test_a_viewer_sees_the_canvas_read_only(page, acme, people, password):  # noqa: F811
