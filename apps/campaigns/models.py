@@ -215,8 +215,6 @@ class Schedule(TenantOwnedModel):
     next_fire_at = models.DateTimeField(null=True, blank=True)
     last_fired_at = models.DateTimeField(null=True, blank=True)
     is_active = models.BooleanField(default=True)
-    fanned_out_at = models.DateTimeField(null=True, blank=True,
-                                         help_text="When the fan-out last sent this row's tenant to a dispatcher.")
 
     class Meta(TenantOwnedModel.Meta):
         constraints = [
@@ -228,3 +226,16 @@ class Schedule(TenantOwnedModel):
                    # the fan-out's scan across tenants
                    models.Index(fields=["next_fire_at"], name="campaigns_schedule_fire_idx",
                                 condition=models.Q(is_active=True))]
+
+
+class DispatchClaim(TenantOwnedModel):
+    """A tenant whose due schedules the fan-out has handed to a dispatcher, and when; the dispatch
+    deletes it. A claim older than a minute means the message was lost: the fan-out sends again."""
+
+    claimed_at = models.DateTimeField()
+
+    class Meta(TenantOwnedModel.Meta):
+        constraints = [
+            *TenantOwnedModel.Meta.constraints,
+            models.UniqueConstraint(fields=["tenant"], name="campaigns_dispatchclaim_tenant_key"),
+        ]

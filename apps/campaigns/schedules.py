@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.db import connection, transaction
 
-from apps.campaigns.models import Campaign, CampaignStatus, Schedule
+from apps.campaigns.models import Campaign, CampaignStatus, DispatchClaim, Schedule
 from apps.tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -185,6 +185,7 @@ def dangerously_dispatch_due(tenant_ids: list[int], *, now: dt.datetime | None =
                   if schedules_paused(tenant)}
         due = [row for row in due if row[1] not in paused]
         if not due:
+            DispatchClaim.dangerously_unscoped.filter(tenant_id__in=tenant_ids).delete()
             return 0
         campaigns = Campaign.dangerously_unscoped.only("id", "tenant_id", "variables").in_bulk(
             {row[2] for row in due})
@@ -202,8 +203,8 @@ def dangerously_dispatch_due(tenant_ids: list[int], *, now: dt.datetime | None =
                 following[key] = next_fire(spec, time_zone, after)
             moves.setdefault((fire_at, following[key]), []).append(pk)
         for (fired, nxt), ids in moves.items():
-            Schedule.dangerously_unscoped.filter(pk__in=ids).update(last_fired_at=fired, next_fire_at=nxt,
-                                                                    fanned_out_at=None)
+            Schedule.dangerously_unscoped.filter(pk__in=ids).update(last_fired_at=fired, next_fire_at=nxt)
+        DispatchClaim.dangerously_unscoped.filter(tenant_id__in=tenant_ids).delete()
     return started
 
 
@@ -218,30 +219,31 @@ def schedules_paused(tenant: Tenant) -> bool:
 
 
 def dangerously_fan_out(now: dt.datetime | None = None) -> int:
-    """What the one beat entry runs (docs/engine.md, "Scheduling"): claim every due schedule of
-    every tenant in one statement, and send one message per FAN_OUT_BATCH tenants with due rows.
-    A claim expires after FAN_OUT_RETRY_SECONDS, so a lost message is sent again then; a tick
-    while the previous messages are still queued sends nothing twice. Crosses tenants on purpose:
-    it only claims rows and sends tenant ids; `dangerously_dispatch_due` writes every run with the
-    tenant of the schedule row it comes from."""
+    """What the one beat entry runs (docs/engine.md, "Scheduling"): claim every tenant with a due
+    schedule in one statement (a `DispatchClaim` row per tenant, not a write per schedule), and
+    send one message per FAN_OUT_BATCH claimed tenants. A claim expires after
+    FAN_OUT_RETRY_SECONDS, so a lost message is sent again then; a tick while the previous
+    messages are still queued sends nothing twice. Crosses tenants on purpose: it only claims and
+    sends tenant ids; `dangerously_dispatch_due` writes every run with the tenant of the schedule
+    row it comes from, and deletes the claims of its batch."""
     from apps.campaigns import engine, tasks
 
     now = now or engine.now()
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            UPDATE campaigns_schedule SET fanned_out_at = %(now)s
-             WHERE id IN (
-                   SELECT s.id FROM campaigns_schedule AS s JOIN tenants_tenant AS t ON t.id = s.tenant_id
-                    WHERE s.is_active AND s.next_fire_at <= %(now)s
-                      AND (s.fanned_out_at IS NULL OR s.fanned_out_at < %(retry)s)
-                      AND t.is_active AND NOT coalesce((t.settings ->> 'schedules_paused')::boolean, false)
-                      FOR UPDATE OF s SKIP LOCKED)  -- rows being dispatched right now are in hand
+            INSERT INTO campaigns_dispatchclaim (tenant_id, claimed_at)
+            SELECT DISTINCT s.tenant_id, %(now)s::timestamptz
+              FROM campaigns_schedule AS s JOIN tenants_tenant AS t ON t.id = s.tenant_id
+             WHERE s.is_active AND s.next_fire_at <= %(now)s
+               AND t.is_active AND NOT coalesce((t.settings ->> 'schedules_paused')::boolean, false)
+            ON CONFLICT (tenant_id) DO UPDATE SET claimed_at = EXCLUDED.claimed_at
+             WHERE campaigns_dispatchclaim.claimed_at < %(retry)s
             RETURNING tenant_id
             """,
             {"now": now, "retry": now - dt.timedelta(seconds=FAN_OUT_RETRY_SECONDS)},
         )
-        tenant_ids = sorted({row[0] for row in cursor.fetchall()})
+        tenant_ids = sorted(row[0] for row in cursor.fetchall())
     for index in range(0, len(tenant_ids), FAN_OUT_BATCH):
         batch = tenant_ids[index:index + FAN_OUT_BATCH]
         transaction.on_commit(lambda batch=batch: tasks.dispatch_due_schedules_of.delay(tenant_ids=batch))
