@@ -280,3 +280,22 @@ def test_load_reconcile_update_in_live_and_test_runs(acme, people, customers, dj
     assert table_rows(nodes["write"].outputs["rejects"]) == [("c3", "points", "oops", "not an integer")]
     assert nodes["write"].outputs["out"]["dimension"] == "customer"
     assert Decimal(nodes["write"].summary["updated"]) == 1
+
+
+def test_rejects_over_the_threshold_fail_the_run_and_write_nothing(acme, people, customers,
+                                                                   django_capture_on_commit_callbacks):
+    marketer = people["acme"]["marketer"].user
+    put(acme, customers, {"c1": {"id": "c1", "code": 1}})
+    campaign = new_campaign(acme, marketer)
+    file = upload(acme, campaign, "id,code\nc1,2\nc2,x\n")
+    g = graph(
+        {"id": "load", "type": "load_file", "config": {"file": {"upload": file.pk}}},
+        {"id": "write", "type": "update_data", "config": {"schema": "customer", "operation": "upsert",
+                                                          "max_rejects": 0}},
+        {"id": "end", "type": "end"},
+        edges=[("start", "out", "load"), ("load", "out", "write"), ("write", "out", "end")])
+    run, nodes = run_campaign(acme, marketer, campaign, g, django_capture_on_commit_callbacks)
+    assert run.status == "failed" and run.error_node == "write"
+    assert nodes["write"].error == ("1 row(s) were rejected, more than the 0 allowed (first: row 3, column 'code': "
+                                    "not an integer). Nothing was written.")
+    assert records(acme, customers) == {"c1": {"id": "c1", "code": 1}}
