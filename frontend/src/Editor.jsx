@@ -645,6 +645,7 @@ export function Editor({ api, config }) {
 
   // --- monitoring --------------------------------------------------------------------------------
   const monitoredGraph = useRef(null);
+  const autoOpened = useRef(false);
   useEffect(() => {
     if (!runId || !types) return undefined;
     let live = true;
@@ -662,6 +663,11 @@ export function Editor({ api, config }) {
           if (mode === "monitor") setTimeout(() => flow.fitView({ padding: 0.2, maxZoom: 1 }), 50);
         }
         setRun(r);
+        if (!autoOpened.current) {
+          // The page opens on the run in progress, if there is one.
+          autoOpened.current = true;
+          if (ACTIVE_RUN.includes(r.status)) setMode("monitor");
+        }
         if (ACTIVE_RUN.includes(r.status)) timer = setTimeout(tick, 1500);
         else loadCampaign().catch(() => {});
       } catch (error) {

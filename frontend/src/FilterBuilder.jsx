@@ -61,8 +61,9 @@ export function parseFilter(value) {
   return null;
 }
 
+/** No rule is the empty filter, {}: every record (not "no filter", which some activities refuse). */
 export function buildFilter(combinator, rules) {
-  return rules.length ? { [combinator]: rules } : undefined;
+  return rules.length ? { [combinator]: rules } : {};
 }
 
 function convert(raw, fam) {
@@ -237,7 +238,10 @@ export function FilterBuilder({ id, label, value, onChange, help, problems, ctx 
               <option value="any">any of the rules</option>
             </select>
           </div>
-          {rules.length === 0 ? <p className="field__help">No rule: every record matches.</p> : null}
+          {value === undefined || value === null ? (
+            <p className="field__help">No filter yet.{" "}
+              <button type="button" className="cv-linklike" onClick={() => onChange({})}>Match every record</button></p>
+          ) : rules.length === 0 ? <p className="field__help">No rule: every record matches.</p> : null}
           {fields ? rules.map((rule, index) => (
             <RuleRow key={`${index}-${rules.length}`} index={index} rule={rule} fields={fields} idPrefix={id}
               onChange={(next) => onChange(buildFilter(combinator, rules.map((r, i) => (i === index ? next : r))))}

@@ -177,7 +177,8 @@ export function ObjectFields({ id, schema, value, onChange, path, problemsAt, ct
       {Object.entries(properties).map(([name, prop]) => (
         <SchemaField key={name} id={`${id}-${name}`} name={name} schema={prop} required={required.includes(name)}
           value={object[name]} path={`${path}.${name}`} problemsAt={problemsAt} ctx={ctx}
-          onChange={(next) => onChange(setKey(object, name, next, required.includes(name) && Array.isArray(next)))} />
+          onChange={(next) => onChange(setKey(object, name, next,
+            (required.includes(name) && Array.isArray(next)) || (isFilter(prop) && next !== undefined)))} />
       ))}
     </div>
   );

@@ -205,6 +205,23 @@ def test_build_configure_save_and_test_run_a_campaign_on_the_canvas(page, worker
     expect(page.get_by_test_id("node-log")).to_contain_text("✓ Done")
     page.screenshot(path=str(ARTIFACTS / "canvas-node-log.png"), full_page=True)
 
+    # A second test run is compared with the first, transition by transition.
+    first = run.pk
+    cv.get_by_role("button", name="Test run").click()
+    expect(page.get_by_test_id("canvas-message")).to_contain_text(re.compile(rf"Test run #(?!{first}\b)\d+ started"))
+    with tenant_scope(acme):
+        second = Run.objects.filter(campaign=campaign).latest("pk")
+    assert second.pk != first
+    assert _run_until_done(acme, second.pk).status == "completed"
+    summary = page.get_by_test_id("run-summary")
+    expect(summary).to_contain_text(f"Run #{second.pk}")
+    expect(page.get_by_test_id("run-status")).to_have_text("completed")
+    expect(summary.get_by_role("table", name="Counts per transition").get_by_role("columnheader")).to_have_text(
+        ["Transition", "Count", f"Run #{first}"])
+    row = summary.get_by_role("row", name=re.compile(r"^split_1 sample → wait_1"))
+    expect(row.get_by_role("cell")).to_have_text(["split_1 sample → wait_1", "5", "5"])
+    page.screenshot(path=str(ARTIFACTS / "canvas-compare-runs.png"), full_page=True)
+
 
 SIMPLE = {
     "nodes": [{"id": "start", "type": "scheduler", "config": {"mode": "asap"}, "position": {"x": 0, "y": 0}},
@@ -322,8 +339,14 @@ def test_a_channel_activity_previews_its_message_for_a_chosen_profile(page, acme
                                             graph=graph)
     _sign_in(page, "marketer@acme.test", password)
     page.goto(f"/campaigns/{campaign.pk}/")
-    _select(page, "mail")
     panel = page.get_by_test_id("config-panel")
+    # A Build audience with no filter is refused by the server; the rule builder offers every record.
+    expect(_node(page, "audience").get_by_test_id("node-problems")).to_be_visible()
+    _select(page, "audience")
+    panel.get_by_role("button", name="Match every record").click()
+    expect(panel.get_by_test_id("filter-count")).to_have_text("1 profile record matches")
+    expect(_node(page, "audience").get_by_test_id("node-problems")).to_have_count(0)
+    _select(page, "mail")
     panel.get_by_label("Subject").fill("Bonjour {{ profile.first_name | default: 'friend' }}")
     preview = panel.get_by_test_id("message-preview")
     preview.get_by_label("Key of the profile record to preview with").fill("ada")
