@@ -73,7 +73,7 @@ def drain(callbacks: list) -> None:
 
 
 def per_node(nodes: int, *, inline: bool = True) -> float:
-    tenant = tenant_create(name="bench", slug=f"{PREFIX}-nodes-{int(time.time())}", by=None)
+    tenant = tenant_create(name="bench", slug=f"{PREFIX}-nodes-{time.time_ns()}", by=None)
     app.conf.task_always_eager = True
     inline_nodes = engine.INLINE_NODES
     engine.INLINE_NODES = inline_nodes if inline else 0
