@@ -132,6 +132,8 @@ class SmtpSender:
             raise ProviderError(f"The SMTP server refused the login: {exc.smtp_code} {_text(exc.smtp_error)}") from None
         except (OSError, smtplib.SMTPException, ValueError) as exc:
             raise ProviderError(f"Cannot connect to {config.smtp_host}:{config.smtp_port}: {exc}") from None
+        if connection.sock is not None:
+            connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.connection = connection
 
     def close(self) -> None:
@@ -225,6 +227,10 @@ class WebhookSender:
                                                               context=ssl.create_default_context())
             else:
                 self.connection = http.client.HTTPConnection(self.parts.hostname, port, timeout=TIMEOUT_SECONDS)
+            self.connection.connect()
+            # One request after another on a kept-alive connection: do not let Nagle's algorithm
+            # hold a request back waiting for the previous answer's delayed ACK.
+            self.connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return self.connection
 
     def post(self, payload: dict[str, Any], idempotency_key: str) -> Result:
@@ -256,3 +262,18 @@ class WebhookSender:
         if response.status in (408, 425, 429) or response.status >= 500:
             return Result(RETRY, detail)
         return Result(FAILED, detail)
+
+
+def webhook_payload(channel: str, rendered: dict[str, Any], *, to: Any, message_id: str, sender: str = "",
+                    is_proof: bool = False) -> dict[str, Any]:
+    """The JSON body of an SMS or push webhook call."""
+    if channel == "sms":
+        payload = {"type": "sms", "message_id": message_id, "to": to, "from": sender, "text": rendered["text"],
+                   "segments": rendered["segments"]}
+    else:
+        payload = {"type": "push", "message_id": message_id, "tokens": to if isinstance(to, list) else [to],
+                   "title": rendered["title"], "body": rendered["body"], "deep_link": rendered["deep_link"],
+                   "data": rendered["data"]}
+    if is_proof:
+        payload["test"] = True
+    return payload

@@ -23,6 +23,8 @@ import datetime as dt
 import json
 import logging
 import os
+import queue
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -39,6 +41,7 @@ from apps.activities.base import NodeError, Population
 from apps.channels import content as content_module
 from apps.channels import personalization, providers, tracking
 from apps.channels.models import (
+    ChannelSettings,
     Delivery,
     DeliveryStatus,
     ExclusionReason,
@@ -56,6 +59,11 @@ FLUSH_EVERY = 25
 
 def lease_seconds() -> float:
     return float(os.environ.get("CHANNELS_LEASE_SECONDS", "60"))
+
+
+def sender_connections() -> int:
+    """How many connections one sender hands messages over on at once."""
+    return max(1, int(os.environ.get("CHANNELS_SENDER_CONNECTIONS", "4")))
 
 
 def time_budget_seconds() -> float:
@@ -374,9 +382,9 @@ def _record_outcomes(delivery: Delivery, owner: str, outcomes: list[tuple[int, s
 class _Provider:
     """The provider of a delivery's channel, opened for one batch."""
 
-    def __init__(self, delivery: Delivery, tenant: Tenant) -> None:
+    def __init__(self, delivery: Delivery, config: ChannelSettings) -> None:
         self.delivery = delivery
-        self.config = channel_settings_get(tenant=tenant)
+        self.config = config
         channel = delivery.channel
         if channel == "email":
             self.sender: Any = providers.SmtpSender(self.config)
@@ -395,8 +403,6 @@ class _Provider:
         self.sender.__exit__(*exc)
 
     def send(self, *, key: str, address: str, rendered: dict[str, Any]) -> providers.Result:
-        from apps.channels.services import webhook_payload
-
         if self.delivery.channel == "email":
             return self.sender.send(providers.Email(
                 to=address, subject=rendered["subject"], html=rendered["html"], text=rendered["text"],
@@ -404,7 +410,7 @@ class _Provider:
         to: Any = address
         if self.delivery.channel == "push":
             to = json.loads(address)
-        payload = webhook_payload(self.delivery.channel, rendered, to=to, message_id=key,
+        payload = providers.webhook_payload(self.delivery.channel, rendered, to=to, message_id=key,
                                   sender=self.config.sms_sender)
         return self.sender.post(payload, key)
 
@@ -456,6 +462,11 @@ def delivery_send(*, tenant: Tenant, delivery_id: int) -> str:
             break
     if why == "budget":
         kick_sender(delivery)  # go on in a new task: other work gets a worker meanwhile
+    elif why == "others at work":
+        # Batches are leased by another sender, alive or dead. The claim just marked the delivery
+        # as seen: the node sends a sender again only once a lease period has passed, when a
+        # dead sender's batch can be claimed (waking it now would spin until then).
+        pass
     else:
         _execute("UPDATE channels_delivery SET sender_seen_at = NULL WHERE tenant_id = %s AND id = %s",
                  [delivery.tenant_id, delivery.pk])
@@ -465,55 +476,79 @@ def delivery_send(*, tenant: Tenant, delivery_id: int) -> str:
 
 def _send_batch(delivery: Delivery, tenant: Tenant, owner: str, rows: list[tuple[Any, ...]], *,
                 deadline: float) -> None:
-    """Render and hand over a claimed batch. Outcomes are written every FLUSH_EVERY messages (one
-    statement each time), so a worker killed mid-batch re-sends at most that many. Messages left
-    when `deadline` passes (before the lease can run out: another sender may own them then) go
-    back to pending."""
+    """Render a claimed batch here, then hand it over on up to CHANNELS_SENDER_CONNECTIONS
+    connections at once (a thread each: the time goes into waiting for the provider). Outcomes
+    are written every FLUSH_EVERY messages (one statement each time), so a worker killed
+    mid-batch re-sends at most that many. Messages left when `deadline` passes (before the lease
+    can run out: another sender may own them then) go back to pending."""
     outcomes: list[tuple[int, str, str]] = []
-    handled: set[int] = set()
     bounced: list[tuple[str, str]] = []
 
     def note(message_id: int, status: str, detail: str) -> None:
         outcomes.append((message_id, status, detail))
-        handled.add(message_id)
         if len(outcomes) >= FLUSH_EVERY:
             _record_outcomes(delivery, owner, outcomes)
             outcomes.clear()
 
-    try:
-        with _Provider(delivery, tenant) as provider:
-            for message_id, _key, address, idempotency_key, data, attempts, attributes in rows:
-                if time.monotonic() > deadline:
-                    note(message_id, MessageStatus.PENDING, "")
-                    continue
-                if attempts > MAX_ATTEMPTS:
-                    note(message_id, MessageStatus.FAILED, f"Gave up after {MAX_ATTEMPTS} attempts.")
-                    continue
-                links = tracking.links_for(tenant_id=delivery.tenant_id, message_id=message_id)
-                context = personalization.message_context(
-                    record=_json(attributes), dimension=delivery.dimension, row=_json(data),
-                    variables=delivery.variables, campaign=delivery.campaign.name,
-                    message={"id": str(idempotency_key), **links})
-                try:
-                    rendered = content_module.render_content(delivery.channel, delivery.content, context)
-                except personalization.RenderError as exc:
-                    note(message_id, MessageStatus.FAILED, f"Cannot render: {exc}")
-                    continue
-                if delivery.channel == "email":
-                    rendered["html"], rendered["headers"] = tracking.instrument_email(
-                        rendered["html"], tenant_id=delivery.tenant_id, message_id=message_id,
-                        unsubscribe_url=links["unsubscribe_url"])
-                result = provider.send(key=str(idempotency_key), address=address, rendered=rendered)
-                if result.is_hard_bounce:
-                    bounced.append((address, result.detail))
-                status = {providers.SENT: MessageStatus.SENT, providers.FAILED: MessageStatus.FAILED}.get(
-                    result.outcome, MessageStatus.PENDING)
-                note(message_id, status, result.detail)
-    except providers.ProviderError as exc:
-        # The provider cannot be reached at all: the rest of the batch goes back to pending (its
-        # attempt counted), for the next sender to retry.
-        logger.warning("delivery %s: %s", delivery.pk, exc)
-        outcomes += [(row[0], MessageStatus.PENDING, str(exc)) for row in rows if row[0] not in handled]
+    ready: list[tuple[int, str, str, dict[str, Any]]] = []
+    for message_id, _key, address, idempotency_key, data, attempts, attributes in rows:
+        if attempts > MAX_ATTEMPTS:
+            note(message_id, MessageStatus.FAILED, f"Gave up after {MAX_ATTEMPTS} attempts.")
+            continue
+        links = tracking.links_for(tenant_id=delivery.tenant_id, message_id=message_id)
+        context = personalization.message_context(
+            record=_json(attributes), dimension=delivery.dimension, row=_json(data), variables=delivery.variables,
+            campaign=delivery.campaign.name, message={"id": str(idempotency_key), **links})
+        try:
+            rendered = content_module.render_content(delivery.channel, delivery.content, context)
+        except personalization.RenderError as exc:
+            note(message_id, MessageStatus.FAILED, f"Cannot render: {exc}")
+            continue
+        if delivery.channel == "email":
+            rendered["html"], rendered["headers"] = tracking.instrument_email(
+                rendered["html"], tenant_id=delivery.tenant_id, message_id=message_id,
+                unsubscribe_url=links["unsubscribe_url"])
+        ready.append((message_id, address, str(idempotency_key), rendered))
+
+    config = channel_settings_get(tenant=tenant)
+    results: queue.Queue[tuple[int, str, str, str] | None] = queue.Queue()
+
+    def lane(items: list[tuple[int, str, str, dict[str, Any]]]) -> None:
+        done = 0
+        try:
+            with _Provider(delivery, config) as provider:
+                for message_id, address, key, rendered in items:
+                    if time.monotonic() > deadline:
+                        results.put((message_id, MessageStatus.PENDING, "", ""))
+                    else:
+                        result = provider.send(key=key, address=address, rendered=rendered)
+                        status = {providers.SENT: MessageStatus.SENT, providers.FAILED: MessageStatus.FAILED}.get(
+                            result.outcome, MessageStatus.PENDING)
+                        results.put((message_id, status, result.detail, address if result.is_hard_bounce else ""))
+                    done += 1
+        except providers.ProviderError as exc:
+            # The provider cannot be reached at all: the rest goes back to pending (its attempt
+            # counted), for the next sender to retry.
+            logger.warning("delivery %s: %s", delivery.pk, exc)
+            for message_id, *_ in items[done:]:
+                results.put((message_id, MessageStatus.PENDING, str(exc), ""))
+        finally:
+            results.put(None)
+
+    count = max(1, min(sender_connections(), len(ready)))
+    threads = [threading.Thread(target=lane, args=(ready[i::count],), daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    finished = 0
+    while finished < count:
+        item = results.get()
+        if item is None:
+            finished += 1
+            continue
+        message_id, status, detail, bounced_address = item
+        note(message_id, status, detail)
+        if bounced_address:
+            bounced.append((bounced_address, detail))
     _record_outcomes(delivery, owner, outcomes)
     if bounced:
         tracking.suppress(tenant=tenant, channel=delivery.channel, addresses=bounced)

@@ -93,7 +93,7 @@ def channel_test_webhook(*, tenant: Tenant, by: User | None, channel: str, to: s
         url, secret = config.push_webhook_url, config.push_webhook_secret_encrypted
         rendered = {"title": f"Test from {tenant.name}", "body": "This is a test notification.", "deep_link": "",
                     "data": {}}
-    payload = webhook_payload(channel, rendered, to=to, message_id=key, sender=config.sms_sender, is_proof=True)
+    payload = providers.webhook_payload(channel, rendered, to=to, message_id=key, sender=config.sms_sender, is_proof=True)
     try:
         with providers.WebhookSender(url, secret, channel=channel) as sender:
             result = sender.post(payload, key)
@@ -176,7 +176,7 @@ def content_proof_send(*, tenant: Tenant, by: User | None, channel: str, content
             with providers.WebhookSender(url, secret, channel=channel) as sender:
                 for address in to:
                     key_ = str(uuid.uuid4())
-                    payload = webhook_payload(channel, rendered, to=address, message_id=key_, sender=config.sms_sender,
+                    payload = providers.webhook_payload(channel, rendered, to=address, message_id=key_, sender=config.sms_sender,
                                               is_proof=True)
                     result = sender.post(payload, key_)
                     results.append({"to": address, "sent": result.is_sent, "detail": result.detail})
@@ -185,18 +185,3 @@ def content_proof_send(*, tenant: Tenant, by: User | None, channel: str, content
     audit_record(tenant=tenant, actor=by, action="channels.proof_send", object_type="channels.content",
                  data={"channel": channel, "recipients": len(to), "sent": sum(r["sent"] for r in results)})
     return {"rendered": rendered, "results": results}
-
-
-def webhook_payload(channel: str, rendered: dict[str, Any], *, to: Any, message_id: str, sender: str = "",
-                    is_proof: bool = False) -> dict[str, Any]:
-    """The JSON body of an SMS or push webhook call."""
-    if channel == "sms":
-        payload = {"type": "sms", "message_id": message_id, "to": to, "from": sender, "text": rendered["text"],
-                   "segments": rendered["segments"]}
-    else:
-        payload = {"type": "push", "message_id": message_id, "tokens": to if isinstance(to, list) else [to],
-                   "title": rendered["title"], "body": rendered["body"], "deep_link": rendered["deep_link"],
-                   "data": rendered["data"]}
-    if is_proof:
-        payload["test"] = True
-    return payload

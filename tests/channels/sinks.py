@@ -117,6 +117,8 @@ class HttpSink:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # an answer's headers and body must not wait for an ACK
+            wbufsize = 64 * 1024             # ...and leave in one write (flushed after each request)
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
