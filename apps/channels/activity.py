@@ -23,6 +23,7 @@ from apps.activities.base import (
     Wait,
     first_population,
 )
+from apps.approvals import gate
 from apps.channels import content as content_module
 from apps.channels import personalization, sending
 from apps.channels.models import MAX_RATE_PER_SECOND, Delivery, DeliveryStatus
@@ -48,6 +49,10 @@ def channel_config_schema(channel: str) -> dict[str, Any]:
                               "description": "boolean field that must not be false; null: no consent check"},
         },
     }
+    schema["properties"]["approval"] = {
+        "type": "object", "additionalProperties": False, "properties": copy.deepcopy(gate.SETTINGS_PROPERTIES),
+        "description": "present: an approver signs off the count, sample recipients and rendered samples before "
+                       "anything is sent (apps/approvals); a change afterwards voids the approval"}
     if channel != "file":
         schema["properties"].update({
             "rate_per_second": {"type": "integer", "minimum": 1, "maximum": MAX_RATE_PER_SECOND,
@@ -86,6 +91,8 @@ class ChannelActivity(Activity):
         for name in ("address_field", "consent_field"):
             if config.get(name) and config[name] not in fields:
                 problems.append(ctx.problem(f"{dimension} has no field {config[name]!r}.", f"config.{name}"))
+        if "approval" in config:
+            problems += gate.validate_settings(config["approval"], ctx, path="config.approval")
         window = config.get("window")
         if window and window["start"] == window["end"]:
             problems.append(ctx.problem("The window must not start when it ends.", "config.window"))
@@ -103,6 +110,10 @@ class ChannelActivity(Activity):
         if ctx.is_test:
             return self._dry_run(config, ctx, population, schema)
         delivery_id = ctx.state.get("delivery")
+        if delivery_id is None and "approval" in config:
+            decided = self._approval(config, ctx, population, schema)
+            if decided is not None:
+                return decided
         if delivery_id is None:
             delivery = sending.delivery_open(
                 tenant=ctx.tenant, run=ctx.run, node_id=ctx.node_id, channel=self.channel, schema=schema,
@@ -114,11 +125,30 @@ class ChannelActivity(Activity):
         delivery = Delivery.objects.get(pk=delivery_id)
         return self.follow(delivery, ctx, population)
 
+    def _approval(self, config: dict[str, Any], ctx: ExecutionContext, population: Population,
+                  schema: DataSchema) -> Done | Wait | None:
+        """Wait behind an approval of what would be sent (count, sample recipients, rendered
+        samples); None once approved, an empty Done (nothing sent, no port) when rejected."""
+        _, keys = sending.classify_counts(tenant=ctx.tenant, schema=schema, population=population,
+                                          channel=self.channel, config=config)
+        samples = self._samples(config, ctx, population, schema, keys)
+        content = config["content"]
+        headline = content.get("subject") or content.get("title") or content.get("text", "")[:60] or self.label
+        result = gate.approval_gate(ctx, population=population, settings=config["approval"],
+                                    title=f"Send {self.label.lower()} “{headline}”",
+                                    content={"content": content, "samples": samples})
+        if result.wait is not None:
+            return result.wait
+        if not result.is_approved:
+            ctx.log("Not approved: nothing is sent.", level="warning")
+            return Done({}, summary={"approved": False})
+        return None
+
     def begin(self, delivery: Delivery, ctx: ExecutionContext, population: Population) -> Done | Wait:
         return self.follow(delivery, ctx, population)
 
     def follow(self, delivery: Delivery, ctx: ExecutionContext, population: Population) -> Done | Wait:
-        state = {"delivery": delivery.pk}
+        state = {**ctx.state, "delivery": delivery.pk}
         sending.close_window(delivery, ctx.now)
         left = sending.remaining(delivery)
         if left:

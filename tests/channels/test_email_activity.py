@@ -183,3 +183,45 @@ def test_publish_refuses_content_with_unknown_fields_or_bad_syntax(acme, people)
         services.campaign_publish(tenant=acme, campaign=campaign, by=marketer)
     text = str(raised.value.fields)
     assert "Unknown field profile.shoe_size" in text and "line 2: Syntax error" in text
+
+
+def campaign_mail(sink):
+    """What the campaign sent (approval notifications to the tenant's people go out too)."""
+    return [m for m in sink.messages if all(r.endswith("@example.test") for r in m.rcpt_tos)]
+
+
+def test_requires_approval_sends_only_once_an_approver_signs_off(acme, people, eager, smtp_ready):
+    from apps.approvals import services as approval_services
+    from apps.approvals.models import Task
+
+    add_profiles(acme, 3)
+    run = run_campaign(acme, people, eager, email_graph(approval={"due": "1d"}))
+    with tenant_scope(acme):
+        task = Task.objects.get(run=run)
+    assert nodes_of(run)["mail"].status == "waiting" and campaign_mail(smtp_ready) == []
+    assert task.snapshot["count"] == 3 and task.title == "Send e-mail “Hello {{ profile.first_name | default: 'friend' }}”"
+    assert [s["rendered"]["subject"] for s in task.snapshot["content"]["samples"]] == [
+        "Hello Name0", "Hello Name1", "Hello Name2"]
+    with tenant_scope(acme), eager(execute=True):
+        approval_services.task_approve(tenant=acme, task=task, by=people["acme"]["approver"].user)
+    with tenant_scope(acme):
+        run.refresh_from_db()
+    assert run.status == "completed", run.error
+    assert len(campaign_mail(smtp_ready)) == 3 and nodes_of(run)["mail"].summary["sent"] == 3
+
+
+def test_a_rejected_delivery_sends_nothing(acme, people, eager, smtp_ready):
+    from apps.approvals import services as approval_services
+    from apps.approvals.models import Task
+
+    add_profiles(acme, 2)
+    run = run_campaign(acme, people, eager, email_graph(approval={}))
+    with tenant_scope(acme):
+        task = Task.objects.get(run=run)
+    with tenant_scope(acme), eager(execute=True):
+        approval_services.task_reject(tenant=acme, task=task, by=people["acme"]["approver"].user, comment="Not now")
+    with tenant_scope(acme):
+        run.refresh_from_db()
+        assert not Delivery.objects.filter(run=run).exists()
+    assert run.status == "completed" and campaign_mail(smtp_ready) == []
+    assert nodes_of(run)["mail"].outputs == {} and nodes_of(run)["done"].status == "skipped"
