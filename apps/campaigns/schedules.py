@@ -180,23 +180,21 @@ def dangerously_dispatch_due(tenant_ids: list[int], *, now: dt.datetime | None =
         due = list(Schedule.dangerously_unscoped.select_for_update(of=("self",))
                    .filter(tenant_id__in=tenant_ids, tenant__is_active=True, is_active=True, next_fire_at__lte=now)
                    .order_by("pk").values_list("pk", "tenant_id", "campaign_id", "node_id", "spec", "time_zone",
-                                               "next_fire_at"))
+                                               "next_fire_at", "campaign__variables"))
         paused = {tenant.pk for tenant in Tenant.objects.filter(pk__in={row[1] for row in due})
                   if schedules_paused(tenant)}
         due = [row for row in due if row[1] not in paused]
         if not due:
             DispatchClaim.dangerously_unscoped.filter(tenant_id__in=tenant_ids).delete()
             return 0
-        campaigns = Campaign.dangerously_unscoped.only("id", "tenant_id", "variables").in_bulk(
-            {row[2] for row in due})
-        fires = [(campaigns[campaign_id], f"{node_id}@{fire_at.isoformat()}")
-                 for _, _, campaign_id, node_id, _, _, fire_at in due]
+        fires = [(campaign_id, declarations, f"{node_id}@{fire_at.isoformat()}")
+                 for _, _, campaign_id, node_id, _, _, fire_at, declarations in due]
         started = services.dangerously_runs_create_scheduled(tenant_ids=sorted({row[1] for row in due}),
                                                              fires=fires)
         # Rows that move to the same next fire time are updated together.
         following: dict[tuple[str, str, dt.datetime], dt.datetime | None] = {}
         moves: dict[tuple[dt.datetime, dt.datetime | None], list[int]] = {}
-        for pk, _, _, _, spec, time_zone, fire_at in due:
+        for pk, _, _, _, spec, time_zone, fire_at, _ in due:
             after = max(now, fire_at)
             key = (json.dumps(spec, sort_keys=True), time_zone, after)
             if key not in following:

@@ -288,18 +288,18 @@ SELECT id, tenant_id FROM created
 """
 
 
-def dangerously_runs_create_scheduled(*, tenant_ids: list[int], fires: list[tuple[Campaign, str]]) -> int:
-    """Create the runs of due schedules of these tenants, one per (live campaign, schedule key), in
-    one statement whatever their number; a key that already has a run (a double fire) is skipped.
-    Kicks them after commit. Returns how many runs were created."""
+def dangerously_runs_create_scheduled(*, tenant_ids: list[int], fires: list[tuple[int, list[Any], str]]) -> int:
+    """Create the runs of due schedules of these tenants, one per (live campaign id, its variable
+    declarations, schedule key), in one statement whatever their number; a key that already has a
+    run (a double fire) is skipped. Kicks them after commit. Returns how many runs were created."""
     campaigns, keys, variables = [], [], []
-    for campaign, key in fires:
-        try:
-            values = coerce_variables(campaign, None)
+    for campaign_id, declarations, key in fires:
+        try:  # the declared defaults (most campaigns declare nothing)
+            values = coerce_variables(Campaign(pk=campaign_id, variables=declarations), None) if declarations else {}
         except ApplicationError as exc:  # a required variable without default: nothing to run with
-            logger.warning("scheduled run of campaign %s not started: %s", campaign.pk, exc.message)
+            logger.warning("scheduled run of campaign %s not started: %s", campaign_id, exc.message)
             continue
-        campaigns.append(campaign.pk)
+        campaigns.append(campaign_id)
         keys.append(key)
         variables.append(json.dumps(values, cls=DjangoJSONEncoder))
     if not campaigns:
