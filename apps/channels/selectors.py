@@ -75,3 +75,68 @@ def message_list(*, tenant: Tenant, delivery: Delivery, status: str | None = Non
             raise ApplicationError("Invalid status.", fields={"status": [f"One of {', '.join(MessageStatus.values)}."]})
         qs = qs.filter(status=status)
     return qs
+
+
+def delivery_report(*, tenant: Tenant, campaign: Any = None, run: Any = None, delivery: Any = None,
+                    bucket: str = "hour") -> dict[str, Any]:
+    """What happened to the messages of the tenant's deliveries (optionally of one campaign, run
+    or delivery): targeted, excluded by reason, sent, failed, delivered, opened, clicked,
+    unsubscribed, and per `bucket` (hour or day) the messages sent and the events. Counted in
+    SQL; an open or a click counts once per message (a click once per message and link)."""
+    from django.db import connection
+    from psycopg import sql
+
+    if bucket not in ("hour", "day"):
+        raise ApplicationError("Invalid bucket.", fields={"bucket": ["hour or day"]})
+    conditions, params = [sql.SQL("d.tenant_id = %s")], [tenant.pk]
+    for column, field, value in (("campaign_id", "campaign", campaign), ("run_id", "run", run),
+                                 ("id", "delivery", delivery)):
+        if value not in (None, ""):
+            try:
+                params.append(int(value))
+            except (TypeError, ValueError):
+                raise ApplicationError(f"Invalid {field}.", fields={field: ["Give an id."]}) from None
+            conditions.append(sql.SQL("d.{} = %s").format(sql.Identifier(column)))
+    deliveries = sql.SQL(" AND ").join(conditions)
+    messages = sql.SQL("channels_message m JOIN channels_delivery d ON d.tenant_id = m.tenant_id "
+                       "AND d.id = m.delivery_id")
+    events_of = sql.SQL("channels_messageevent e JOIN channels_message m ON m.tenant_id = e.tenant_id "
+                        "AND m.id = e.message_id JOIN channels_delivery d ON d.tenant_id = m.tenant_id "
+                        "AND d.id = m.delivery_id")
+    queries = {
+        "statuses": sql.SQL("SELECT m.status, m.reason, count(*) FROM {messages} WHERE m.tenant_id = %s "
+                            "AND {deliveries} GROUP BY m.status, m.reason"),
+        "events": sql.SQL("SELECT e.kind, count(DISTINCT e.message_id) FROM {events} WHERE e.tenant_id = %s "
+                          "AND {deliveries} GROUP BY e.kind"),
+        "series": sql.SQL("SELECT t.at, t.kind, count(*) FROM ("
+                          " SELECT date_trunc(%s, m.sent_at) AS at, 'sent' AS kind FROM {messages}"
+                          " WHERE m.tenant_id = %s AND m.status = 'sent' AND m.sent_at IS NOT NULL AND {deliveries}"
+                          " UNION ALL SELECT date_trunc(%s, e.at), e.kind FROM {events}"
+                          " WHERE e.tenant_id = %s AND {deliveries}"
+                          ") t GROUP BY t.at, t.kind ORDER BY t.at"),
+    }
+    with connection.cursor() as cursor:
+        def run_query(name: str, values: list[Any]) -> list[tuple[Any, ...]]:
+            statement = queries[name].format(messages=messages, events=events_of, deliveries=deliveries)
+            cursor.execute(statement.as_string(cursor.connection), values)
+            return cursor.fetchall()
+
+        statuses = run_query("statuses", [tenant.pk, *params])
+        events = dict(run_query("events", [tenant.pk, *params]))
+        series: dict[Any, dict[str, Any]] = {}
+        for at, kind, count in run_query("series", [bucket, tenant.pk, *params, bucket, tenant.pk, *params]):
+            series.setdefault(at, {"at": at.isoformat()})[kind] = count
+    by_status = {status: 0 for status in MessageStatus.values}
+    excluded: dict[str, int] = {}
+    for status, reason, count in statuses:
+        by_status[status] += count
+        if status == MessageStatus.EXCLUDED:
+            excluded[reason] = excluded.get(reason, 0) + count
+    return {
+        "targeted": sum(count for _, _, count in statuses), "excluded": by_status["excluded"],
+        "excluded_by_reason": excluded, "sent": by_status["sent"], "failed": by_status["failed"],
+        "pending": by_status["pending"] + by_status["sending"], "cancelled": by_status["cancelled"],
+        "delivered": events.get("delivered", 0), "undelivered": events.get("undelivered", 0),
+        "opened": events.get("open", 0), "clicked": events.get("click", 0), "unsubscribed": events.get("unsubscribe", 0),
+        "bucket": bucket, "over_time": list(series.values()),
+    }

@@ -139,3 +139,26 @@ def test_signed_status_reports_of_sms(acme, people, eager, http_sink):
     assert post({"message_id": "00000000-0000-0000-0000-000000000000", "status": "delivered"}).status_code == 404
     assert Client().post("/hooks/channels/globex/sms/status", b"{}", content_type="application/json").status_code == 403
     assert Client().post("/hooks/channels/nobody/sms/status", b"{}", content_type="application/json").status_code == 404
+
+
+def test_report_counts_outcomes_and_events_per_campaign_and_over_time(api, acme, people, eager, smtp_ready):
+    message = sent_email(acme, people, eager, smtp_ready)
+    profile_upsert(tenant=acme, values={"id": "out", "email": "out@example.test", "email_opt_in": False}, by=None)
+    html = message.get_body(("html",)).get_content()
+    [click] = re.findall(r'href="([^"]*/t/c/[^"]+)"', html)
+    [pixel] = re.findall(r'<img src="([^"]*/t/o/[^"]+)"', html)
+    client = Client()
+    for _ in range(3):
+        client.get(path_of(pixel))
+        client.get(path_of(click))
+    Client().post(path_of(message["List-Unsubscribe"].strip("<>")), "List-Unsubscribe=One-Click",
+                  content_type="application/x-www-form-urlencoded")
+    with tenant_scope(acme):
+        campaign_id = Message.objects.get().delivery.campaign_id
+    report = api("acme", "viewer").get(f"/api/v1/channels/report?campaign={campaign_id}").json()
+    assert {k: report[k] for k in ("targeted", "sent", "failed", "excluded", "opened", "clicked", "unsubscribed")} == {
+        "targeted": 1, "sent": 1, "failed": 0, "excluded": 0, "opened": 1, "clicked": 1, "unsubscribed": 1}
+    [hour] = report["over_time"]
+    assert hour["sent"] == 1 and hour["open"] == 1 and hour["click"] == 1
+    assert api("acme", "viewer").get("/api/v1/channels/report?campaign=x").status_code == 400
+    assert api("globex", "admin").get(f"/api/v1/channels/report?campaign={campaign_id}").json()["targeted"] == 0

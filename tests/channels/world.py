@@ -33,4 +33,4 @@ def channels_world(tenant: Tenant, people: dict[str, Any]) -> None:
                                            dimension="profile", content={"subject": "Hi", "text": "Hello"}, targeted=1)
         Message.objects.create(tenant=tenant, delivery=delivery, recipient_key=f"{tenant.slug}-1",
                                address=f"1@{tenant.slug}.test", status="sent", idempotency_key=uuid.uuid4(),
-                               queued_at=timezone.now())
+                               queued_at=timezone.now(), sent_at=timezone.now())

@@ -152,3 +152,20 @@ class DeliveryViewSet(TenantAPIMixin, ViewSet):
         response = FileResponse(path.open("rb"), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="delivery-{delivery.pk}.csv"'
         return response
+
+
+class ReportView(TenantAPIMixin, APIView):
+    """What happened to the messages of the tenant's deliveries, of one campaign, run or
+    delivery: counts by outcome and reason, events (delivered, opened, clicked, unsubscribed),
+    and the same over time per hour or day."""
+
+    capabilities = {"get": READ}
+
+    @extend_schema(parameters=[OpenApiParameter("campaign", int), OpenApiParameter("run", int),
+                               OpenApiParameter("delivery", int), OpenApiParameter("bucket", str, enum=["hour", "day"])],
+                   responses=dict)
+    def get(self, request: Request) -> Response:
+        query = request.query_params
+        return Response(selectors.delivery_report(
+            tenant=self.tenant, campaign=query.get("campaign"), run=query.get("run"), delivery=query.get("delivery"),
+            bucket=query.get("bucket") or "hour"))
