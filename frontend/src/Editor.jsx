@@ -530,29 +530,6 @@ export function Editor({ api, config }) {
     setTimeout(() => flow.fitView({ padding: 0.2, maxZoom: 1 }), 50);
   }, [mode, remember, flow, mEdges]);
 
-  const root = useRef(null);
-  const onKeyDown = useCallback((event) => {
-    // Shortcuts act when the focus is on the canvas (or nowhere, e.g. after the focused node was
-    // deleted); in a text field, Ctrl+Z stays the field's own undo.
-    const target = event.target;
-    if (isEditable(target)) return;
-    if (!(root.current && root.current.contains(target)) && target !== document.body) return;
-    if (event.key === "Escape" && expanded) { setExpanded(false); return; }
-    const key = event.key.toLowerCase();
-    const mod = event.ctrlKey || event.metaKey;
-    if (mod && key === "z" && !event.shiftKey) { if (!readOnly) { event.preventDefault(); undo(); } return; }
-    if (mod && (key === "y" || (key === "z" && event.shiftKey))) { if (!readOnly) { event.preventDefault(); redo(); } return; }
-    if ((event.key === "Delete" || event.key === "Backspace") && !readOnly) {
-      event.preventDefault();
-      deleteSelection();
-      if (wrapper.current) wrapper.current.focus();
-    }
-  }, [readOnly, undo, redo, deleteSelection, expanded]);
-
-  useEffect(() => {
-    document.addEventListener("keydown", onKeyDown);
-    return () => document.removeEventListener("keydown", onKeyDown);
-  }, [onKeyDown]);
 
   // --- validation while editing ------------------------------------------------------------------
   useEffect(() => {
@@ -713,6 +690,34 @@ export function Editor({ api, config }) {
       setDetail({ kind: "node", nodeId, log: { error: error.message } });
     }
   }, [api, runId]);
+
+  const root = useRef(null);
+  const onKeyDown = useCallback((event) => {
+    // Shortcuts act when the focus is on the canvas (or nowhere, e.g. after the focused node was
+    // deleted); in a text field, Ctrl+Z stays the field's own undo.
+    const target = event.target;
+    if (isEditable(target)) return;
+    if (!(root.current && root.current.contains(target)) && target !== document.body) return;
+    if (event.key === "Escape" && expanded) { setExpanded(false); return; }
+    if (event.key === "Enter" && mode === "monitor" && runId && target.closest) {
+      const node = target.closest(".react-flow__node");
+      if (node && node.dataset.id) { openLog(node.dataset.id); return; }
+    }
+    const key = event.key.toLowerCase();
+    const mod = event.ctrlKey || event.metaKey;
+    if (mod && key === "z" && !event.shiftKey) { if (!readOnly) { event.preventDefault(); undo(); } return; }
+    if (mod && (key === "y" || (key === "z" && event.shiftKey))) { if (!readOnly) { event.preventDefault(); redo(); } return; }
+    if ((event.key === "Delete" || event.key === "Backspace") && !readOnly) {
+      event.preventDefault();
+      deleteSelection();
+      if (wrapper.current) wrapper.current.focus();
+    }
+  }, [readOnly, undo, redo, deleteSelection, expanded, mode, runId, openLog]);
+
+  useEffect(() => {
+    document.addEventListener("keydown", onKeyDown);
+    return () => document.removeEventListener("keydown", onKeyDown);
+  }, [onKeyDown]);
 
   // --- what the canvas draws ---------------------------------------------------------------------
   const problemsByNode = useMemo(() => {

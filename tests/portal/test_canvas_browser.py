@@ -204,6 +204,9 @@ def test_build_configure_save_and_test_run_a_campaign_on_the_canvas(page, worker
     expect(page.get_by_test_id("node-log")).to_contain_text("Log of wait_1")
     expect(page.get_by_test_id("node-log")).to_contain_text("✓ Done")
     page.screenshot(path=str(ARTIFACTS / "canvas-node-log.png"), full_page=True)
+    _node(page, "end_2").focus()  # the keyboard opens a node's log too
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("node-log")).to_contain_text("Log of end_2")
 
     # A second test run is compared with the first, transition by transition.
     first = run.pk
