@@ -67,6 +67,7 @@ GRAPH = {
     ],
 }
 
+STEPS = ("build", "opted_out", "enrich", "exclude", "dedup", "split", "save")
 HASH = "(('x' || substr(md5(%(seed)s || ':' || {key}), 1, 8))::bit(32)::bigint / 4294967296.0)"
 
 # The same work by hand: {t}, {p}, {o} are the tenant, profile and purchase schema ids.
@@ -113,6 +114,13 @@ def prepare(profiles: int, purchases: int, now: dt.datetime) -> Any:
     return tenant
 
 
+STEP_TIMES: dict[str, list[list[float]]] = {}  # step -> [project times, reference times]
+
+
+def step_time(step: str, which: int, seconds: float) -> None:
+    STEP_TIMES.setdefault(step, [[], []])[which].append(seconds)
+
+
 def run_project(tenant: Any, campaign: Any) -> dict[str, int]:
     from django.db import transaction
 
@@ -133,6 +141,8 @@ def run_project(tenant: Any, campaign: Any) -> dict[str, int]:
                 sys.exit(f"the run ended {run.status}: {run.error_node}: {run.error}")
             counts = {}
             for node in NodeState.objects.filter(run=run):
+                if node.started_at and node.finished_at and node.node_id in STEPS:
+                    step_time(node.node_id, 0, (node.finished_at - node.started_at).total_seconds())
                 for port, population in (node.outputs or {}).items():
                     if population.get("table"):
                         counts[node.node_id if port in ("out", "all") else port] = population["count"]
@@ -150,11 +160,13 @@ def run_reference(tenant: Any, ids: dict[str, int], audience: int, now: dt.datet
         cursor.execute("DELETE FROM audiences_audiencemember WHERE tenant_id = %s AND audience_id = %s",
                        [tenant.pk, audience])
         for name, statement in REFERENCE:
+            started = time.perf_counter()
             cursor.execute(statement.format(t=tenant.pk, p=ids["profile"], o=ids["purchase"], audience=audience),
                            {"seed": f"{SEED}", "since": now - dt.timedelta(days=365), "now": now})
             counts[name] = cursor.rowcount
             if name != "save":
                 cursor.execute(f"ANALYZE bench_ref.{name}")
+            step_time("split" if name in ("a", "b", "c", "complement") else name, 1, time.perf_counter() - started)
     return counts
 
 
@@ -234,7 +246,11 @@ def main() -> None:
         project_s, reference_s = statistics.median(times[0]), statistics.median(times[1])
         print(json.dumps({"bench": "targeting", "profiles": args.profiles, "purchases": purchases,
                           "project_s": round(project_s, 3), "reference_s": round(reference_s, 3),
-                          "ratio": round(project_s / reference_s, 3), "counts": reference_counts}))
+                          "ratio": round(project_s / reference_s, 3), "counts": reference_counts,
+                          # mean seconds per run of each step, [engine, reference]
+                          "per_step_s": {step: [round(sum(p) / (args.repeat + 1), 3),
+                                                round(sum(r) / (args.repeat + 1), 3)]
+                                         for step, (p, r) in STEP_TIMES.items()}}))
     finally:
         app.conf.task_always_eager = False
         connection.close()
