@@ -174,9 +174,9 @@ def dangerously_dispatch_due(tenant_ids: list[int], *, now: dt.datetime | None =
         # of vanished runs find nothing). So it need not wait for its WAL flush.
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL synchronous_commit = off")
-        # FOR UPDATE waits (SKIP LOCKED would skip rows the fan-out is claiming at that moment and
-        # leave them for a minute): a second dispatcher of the same rows waits, then finds them
-        # moved on. Rows are locked in id order, so two dispatchers cannot deadlock.
+        # FOR UPDATE waits rather than skips: a second dispatcher of the same rows (a claim sent
+        # again) waits, then finds them moved on, instead of leaving them for another minute.
+        # Rows are locked in id order, so two dispatchers cannot deadlock.
         due = list(Schedule.dangerously_unscoped.select_for_update(of=("self",))
                    .filter(tenant_id__in=tenant_ids, tenant__is_active=True, is_active=True, next_fire_at__lte=now)
                    .order_by("pk").values_list("pk", "tenant_id", "campaign_id", "node_id", "spec", "time_zone",
