@@ -209,7 +209,45 @@ function MessagePreview({ api, type, config, dimension }) {
   );
 }
 
-function ConfigPanel({ node, type, problems, ctx, readOnly, onChange, onDelete }) {
+/** The node's outgoing transitions, with a keyboard way to add and remove them. */
+function Connections({ node, ports, nodes, edges, types, onConnect, onRemoveEdge }) {
+  const [picked, setPicked] = useState({});
+  if (!ports.length) return null;
+  const targets = nodes.filter((n) => n.id !== node.id && types[n.data.atype] && types[n.data.atype].inputs.length);
+  return (
+    <section className="cv-fieldset" aria-labelledby={`conn-${node.id}`} data-testid="connections">
+      <h4 className="cv-panel__subtitle" id={`conn-${node.id}`}>Transitions from {node.id}</h4>
+      {ports.map((port) => {
+        const out = edges.filter((e) => e.source === node.id && (e.sourceHandle || "out") === port);
+        const id = `conn-${node.id}-${port}`;
+        return (
+          <div key={port} className="cv-conn">
+            <ul className="cv-conn__list">
+              {out.map((e) => (
+                <li key={e.id}><span>{port} → {e.target}</span>{" "}
+                  <button type="button" className="btn btn--ghost btn--sm" aria-label={`Remove ${port} to ${e.target}`}
+                    onClick={() => onRemoveEdge(e.id)}>✕</button></li>
+              ))}
+            </ul>
+            <div className="cv-conn__add">
+              <label htmlFor={id} className="small">Connect {port} to</label>
+              <select id={id} value={picked[port] || ""} onChange={(ev) => setPicked({ ...picked, [port]: ev.target.value })}>
+                <option value="">—</option>
+                {targets.map((n) => <option key={n.id} value={n.id}>{n.id}</option>)}
+              </select>
+              <button type="button" className="btn btn--secondary btn--sm" disabled={!picked[port]}
+                aria-label={`Connect ${port} of ${node.id}`}
+                onClick={() => { onConnect({ source: node.id, sourceHandle: port, target: picked[port] });
+                  setPicked({ ...picked, [port]: "" }); }}>Connect</button>
+            </div>
+          </div>
+        );
+      })}
+    </section>
+  );
+}
+
+function ConfigPanel({ node, type, problems, ctx, readOnly, onChange, onDelete, graphParts }) {
   const nodeProblems = problems.filter((p) => p.node === node.id);
   const problemsAt = useCallback((path) => nodeProblems.filter((p) => normalizePath(p.path) === normalizePath(path)),
     [nodeProblems]);
@@ -233,6 +271,9 @@ function ConfigPanel({ node, type, problems, ctx, readOnly, onChange, onDelete }
           onChange={(config) => onChange(node.id, config || {})} />
       </fieldset>
       <MessagePreview api={ctx.api} type={node.data.atype} config={node.data.config} dimension={dimension} />
+      {!readOnly && graphParts ? (
+        <Connections node={node} ports={outputPorts(node.data.atype, node.data.config, type)} {...graphParts} />
+      ) : null}
       {!readOnly ? (
         <button type="button" className="btn btn--danger-text btn--sm" onClick={() => onDelete([node.id])}>
           Delete {node.id}</button>
@@ -883,6 +924,8 @@ export function Editor({ api, config }) {
             selectedNode ? (
               <ConfigPanel key={selectedNode.id} node={selectedNode} type={types[selectedNode.data.atype]}
                 problems={problems} readOnly={!canBuild} onChange={changeConfig} onDelete={(ids) => deleteNodes(ids)}
+                graphParts={{ nodes, edges, types, onConnect,
+                  onRemoveEdge: (edgeId) => deleteNodes([], [edgeId]) }}
                 ctx={{ api, dimension: (campaign && campaign.dimension) || config.dimension }} />
             ) : (
               <div className="cv-panel__body">

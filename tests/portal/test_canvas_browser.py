@@ -256,6 +256,13 @@ def test_a_concurrent_save_is_a_conflict_problems_show_on_nodes_and_publish(page
     expect(page.get_by_role("list", name="Problems of end_1")).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "canvas-problems.png"), full_page=True)
 
+    # A transition can be added from the panel too (keyboard): the problem goes away.
+    _select(page, "start")
+    page.get_by_label("Connect out to").select_option("end_1")
+    page.get_by_role("button", name="Connect out of start").click()
+    expect(page.locator(".react-flow__edge")).to_have_count(2)
+    expect(_node(page, "end_1").get_by_test_id("node-problems")).to_have_count(0)
+
     # Meanwhile someone else saves the draft: saving on the canvas is refused, nothing is lost.
     theirs = {**SIMPLE, "nodes": [SIMPLE["nodes"][0], {**SIMPLE["nodes"][1], "id": "their_end"}],
               "edges": [{"from": "start", "port": "out", "to": "their_end"}]}
