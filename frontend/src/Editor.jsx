@@ -504,8 +504,14 @@ export function Editor({ api, config }) {
     if (!pos) {
       const box = wrapper.current.getBoundingClientRect();
       const center = flow.screenToFlowPosition({ x: box.left + box.width / 2, y: box.top + box.height / 2 });
-      const offset = (all.length % 6) * 24;
-      pos = { x: center.x - 100 + offset, y: center.y - 45 + offset };
+      pos = { x: center.x - 100, y: center.y - 45 };
+      // Step down until the new node overlaps none (as far as their sizes are known).
+      const overlaps = (p) => all.some((n) => {
+        const w = (n.measured && n.measured.width) || 200;
+        const h = (n.measured && n.measured.height) || 90;
+        return p.x < n.position.x + w && p.x + 200 > n.position.x && p.y < n.position.y + h && p.y + 90 > n.position.y;
+      });
+      for (let i = 0; i < 50 && overlaps(pos); i++) pos = { x: pos.x, y: pos.y + 40 };
     }
     const id = newNodeId(type, all);
     const node = {
