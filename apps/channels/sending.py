@@ -411,7 +411,7 @@ class _Provider:
         if self.delivery.channel == "push":
             to = json.loads(address)
         payload = providers.webhook_payload(self.delivery.channel, rendered, to=to, message_id=key,
-                                  sender=self.config.sms_sender)
+                                            sender=self.config.sms_sender)
         return self.sender.post(payload, key)
 
 
@@ -457,7 +457,7 @@ def delivery_send(*, tenant: Tenant, delivery_id: int) -> str:
         if not rows:
             why = "done" if remaining(delivery) == 0 else "others at work"
             break
-        _send_batch(delivery, tenant, owner, rows, deadline=deadline)
+        _send_batch(delivery, tenant, config, owner, rows, deadline=deadline)
         if time.monotonic() - started > time_budget_seconds():
             break
     if why == "budget":
@@ -474,8 +474,8 @@ def delivery_send(*, tenant: Tenant, delivery_id: int) -> str:
     return why
 
 
-def _send_batch(delivery: Delivery, tenant: Tenant, owner: str, rows: list[tuple[Any, ...]], *,
-                deadline: float) -> None:
+def _send_batch(delivery: Delivery, tenant: Tenant, config: ChannelSettings, owner: str,
+                rows: list[tuple[Any, ...]], *, deadline: float) -> None:
     """Render a claimed batch here, then hand it over on up to CHANNELS_SENDER_CONNECTIONS
     connections at once (a thread each: the time goes into waiting for the provider). Outcomes
     are written every FLUSH_EVERY messages (one statement each time), so a worker killed
@@ -510,7 +510,6 @@ def _send_batch(delivery: Delivery, tenant: Tenant, owner: str, rows: list[tuple
                 unsubscribe_url=links["unsubscribe_url"])
         ready.append((message_id, address, str(idempotency_key), rendered))
 
-    config = channel_settings_get(tenant=tenant)
     results: queue.Queue[tuple[int, str, str, str] | None] = queue.Queue()
 
     def lane(items: list[tuple[int, str, str, dict[str, Any]]]) -> None:
