@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.channels.models import ChannelSettings, Delivery, Message, SmtpSecurity
@@ -60,10 +61,27 @@ class TestSendResultSerializer(serializers.Serializer):
 
 
 CHANNELS = ["email", "sms", "push", "file"]
+SENDING_CHANNELS = ["email", "sms", "push"]
+
+
+# Choices are described by a pattern, not an enum: drf-spectacular names enums after the field,
+# and "channel" and "status" are choices of other components too (consents, campaigns, runs).
+def _choice_field(choices: list[str]) -> type[serializers.ChoiceField]:
+    @extend_schema_field({"type": "string", "pattern": "^(" + "|".join(choices) + ")$",
+                          "description": " or ".join(choices)})
+    class Field(serializers.ChoiceField):
+        def __init__(self, **kwargs):
+            super().__init__(choices=choices, **kwargs)
+
+    return Field
+
+
+ChannelField = _choice_field(CHANNELS)
+SendingChannelField = _choice_field(SENDING_CHANNELS)
 
 
 class ContentValidateSerializer(serializers.Serializer):
-    channel = serializers.ChoiceField(choices=CHANNELS)
+    channel = ChannelField()
     content = serializers.JSONField(help_text="email: subject, preheader, html, text; sms: text; push: title, body, "
                                               "deep_link, data; file: columns [{name, value}].")
     schema = serializers.CharField(max_length=63, required=False, default="profile")
@@ -72,7 +90,7 @@ class ContentValidateSerializer(serializers.Serializer):
 
 
 class ContentPreviewSerializer(serializers.Serializer):
-    channel = serializers.ChoiceField(choices=CHANNELS)
+    channel = ChannelField()
     content = serializers.JSONField()
     schema = serializers.CharField(max_length=63, required=False, default="profile")
     key = serializers.CharField(max_length=255, help_text="The record (profile) to render the message for.")
@@ -81,7 +99,7 @@ class ContentPreviewSerializer(serializers.Serializer):
 
 
 class ProofSerializer(ContentPreviewSerializer):
-    channel = serializers.ChoiceField(choices=["email", "sms", "push"])
+    channel = SendingChannelField()
     to = serializers.ListField(child=serializers.CharField(max_length=4096), min_length=1, max_length=20,
                                help_text="Test addresses: e-mails, phone numbers or device tokens.")
 
@@ -106,6 +124,8 @@ class ContentValidationSerializer(serializers.Serializer):
 
 class DeliverySerializer(serializers.ModelSerializer):
     campaign_name = serializers.CharField(source="campaign.name", read_only=True)
+    channel = serializers.CharField(read_only=True, help_text="email, sms, push or file")
+    status = serializers.CharField(read_only=True, help_text="sending, done or cancelled")
     has_file = serializers.SerializerMethodField()
 
     class Meta:
@@ -119,6 +139,8 @@ class DeliverySerializer(serializers.ModelSerializer):
 
 
 class MessageSerializer(serializers.ModelSerializer):
+    status = serializers.CharField(read_only=True, help_text="pending, sending, sent, failed, excluded or cancelled")
+
     class Meta:
         model = Message
         fields = ["id", "recipient_key", "address", "status", "reason", "error", "idempotency_key", "attempts",
