@@ -63,6 +63,15 @@ class Email:
 
 # Destinations ----------------------------------------------------------------------------------
 
+def tls_context() -> ssl.SSLContext:
+    """Verifying TLS context: the system's CAs, plus CHANNELS_TLS_CA_FILE (a private relay's CA)."""
+    context = ssl.create_default_context()
+    ca_file = getattr(settings, "CHANNELS_TLS_CA_FILE", None)
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    return context
+
+
 def check_destination(host: str) -> None:
     """Refuse hosts that resolve to private, loopback or link-local addresses (a tenant admin must
     not make the platform talk to its own network), unless CHANNELS_ALLOW_PRIVATE_NETWORKS."""
@@ -121,11 +130,11 @@ class SmtpSender:
         try:
             if config.smtp_security == SmtpSecurity.TLS:
                 connection = smtplib.SMTP_SSL(config.smtp_host, config.smtp_port, timeout=TIMEOUT_SECONDS,
-                                              context=ssl.create_default_context())
+                                              context=tls_context())
             else:
                 connection = smtplib.SMTP(config.smtp_host, config.smtp_port, timeout=TIMEOUT_SECONDS)
                 if config.smtp_security == SmtpSecurity.STARTTLS:
-                    connection.starttls(context=ssl.create_default_context())
+                    connection.starttls(context=tls_context())
             if config.smtp_username:
                 connection.login(config.smtp_username, encryption.decrypt(config.smtp_password_encrypted))
         except smtplib.SMTPAuthenticationError as exc:
@@ -224,7 +233,7 @@ class WebhookSender:
             port = self.parts.port
             if self.parts.scheme == "https":
                 self.connection = http.client.HTTPSConnection(self.parts.hostname, port, timeout=TIMEOUT_SECONDS,
-                                                              context=ssl.create_default_context())
+                                                              context=tls_context())
             else:
                 self.connection = http.client.HTTPConnection(self.parts.hostname, port, timeout=TIMEOUT_SECONDS)
             self.connection.connect()

@@ -233,6 +233,8 @@ EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.conso
 CHANNELS_ALLOW_PRIVATE_NETWORKS = env_bool("CHANNELS_ALLOW_PRIVATE_NETWORKS", True)
 # Where recipients reach tracking and unsubscribe links (the public address of this site).
 CHANNELS_PUBLIC_URL = os.environ.get("CHANNELS_PUBLIC_URL", "http://127.0.0.1:8000")
+# A CA file trusted on top of the system's for SMTP and webhook TLS (a private relay's CA).
+CHANNELS_TLS_CA_FILE = os.environ.get("CHANNELS_TLS_CA_FILE") or None
 
 # --- Approvals ---------------------------------------------------------------------------------
 # The portal's public address, for the links in task e-mails.

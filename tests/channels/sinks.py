@@ -9,9 +9,11 @@ import functools
 import json
 import re
 import socket
+import ssl
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -60,11 +62,42 @@ class _Handler:
         return "250 Message accepted for delivery"
 
 
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and localhost and its key, as PEM files in `directory`."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                    x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
 class SmtpSink:
     """`with SmtpSink() as sink:` an SMTP server on 127.0.0.1:<sink.port>. With `username`, it
-    requires AUTH LOGIN/PLAIN with that user and `password` (over plain text: loopback only)."""
+    requires AUTH LOGIN/PLAIN with that user and `password`. With `tls` ("starttls" or "tls")
+    and a (certificate, key) pair, it requires STARTTLS, or speaks TLS from the first byte."""
 
-    def __init__(self, *, username: str | None = None, password: str | None = None) -> None:
+    def __init__(self, *, username: str | None = None, password: str | None = None, tls: str | None = None,
+                 certificate: tuple[Path, Path] | None = None) -> None:
         self.port = free_port()
         self.messages: list[Received] = []
         self.refuse: set[str] = set()
@@ -72,7 +105,13 @@ class SmtpSink:
         self.username, self.password = username, password
         kwargs: dict[str, Any] = {}
         if username:
-            kwargs = {"auth_required": True, "auth_require_tls": False, "authenticator": self._authenticate}
+            # aiosmtpd does not count implicit TLS as TLS for AUTH: only STARTTLS sessions are asked for it.
+            kwargs = {"auth_required": True, "auth_require_tls": tls == "starttls", "authenticator": self._authenticate}
+        if tls:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*certificate)
+            kwargs.update({"tls_context": context, "require_starttls": True} if tls == "starttls"
+                          else {"ssl_context": context})
         self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port, **kwargs)
 
     def _authenticate(self, server, session, envelope, mechanism, auth_data):

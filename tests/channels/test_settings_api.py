@@ -140,3 +140,20 @@ def test_private_destinations_are_refused_unless_allowed(api, acme, http_sink, s
 def test_tenants_do_not_share_settings(api, acme, globex):
     api("acme", "admin").patch(URL, {"smtp_host": "smtp.acme.test"}, format="json")
     assert api("globex", "admin").get(URL).json()["smtp_host"] == ""
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_test_email_over_starttls_and_implicit_tls_with_login(api, acme, tmp_path, settings, security):
+    from tests.channels.sinks import self_signed_certificate
+
+    certificate = self_signed_certificate(tmp_path)
+    client = api("acme", "admin")
+    with SmtpSink(username="acme", password="pw-1", tls=security, certificate=certificate) as sink:
+        configure_smtp(client, sink, smtp_security=security, smtp_username="acme", smtp_password="pw-1")
+        # The server's certificate is not trusted yet: refused, nothing sent.
+        response = client.post(URL + "/test-email", {"to": "me@example.test"}, format="json")
+        assert response.status_code == 400 and "CERTIFICATE_VERIFY_FAILED" in response.json()["error"]["message"]
+        settings.CHANNELS_TLS_CA_FILE = str(certificate[0])
+        response = client.post(URL + "/test-email", {"to": "me@example.test"}, format="json")
+        assert response.status_code == 200, response.content
+        assert [m.rcpt_tos for m in sink.messages] == [["me@example.test"]]
