@@ -19,7 +19,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
 from apps.approvals import permissions, services
-from apps.approvals.models import ApproverGroup, Decision, Task, TaskStatus
+from apps.approvals.models import ApproverGroup, Decision, Task, TaskApprover, TaskStatus
 from apps.campaigns.models import Campaign
 from apps.core.admin_site import TenantOwnedAdmin, is_tenant_admin
 from apps.core.errors import ApplicationError
@@ -179,7 +179,7 @@ class TaskAdmin(TenantOwnedAdmin):
     @admin.display(description="assigned to")
     def assigned_to(self, task: Task) -> str:
         if task.requires_each:
-            return ", ".join(a.user.email for a in task.approvers.model.dangerously_unscoped.filter(
+            return ", ".join(a.user.email for a in TaskApprover.dangerously_unscoped.filter(
                 task=task).select_related("user"))
         if task.assignee_user_id:
             return task.assignee_user.email
