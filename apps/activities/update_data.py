@@ -299,8 +299,11 @@ class _Update:
         tenant, schema_id = ctx.tenant.pk, self.schema.id
         # Record writes of a schema hold its row FOR KEY SHARE, as apps.schemas.services does: a
         # schema change (FOR UPDATE) waits for this node, record writes do not.
-        self.execute(S("SELECT 1 FROM schemas_dataschema WHERE tenant_id = %s AND id = %s FOR KEY SHARE"),
-                     [tenant, schema_id])
+        # schemas_record has no foreign keys (apps.schemas.models.Record): a schema deleted since the
+        # node read it is caught here.
+        if self.execute(S("SELECT 1 FROM schemas_dataschema WHERE tenant_id = %s AND id = %s FOR KEY SHARE"),
+                        [tenant, schema_id]).fetchone() is None:
+            raise NodeError(f"The schema {self.schema.name!r} no longer exists.")
         self.execute(S("DROP TABLE IF EXISTS {}").format(PLAN))
         self.execute(S("SET LOCAL jit = off"))  # as the import: compiling these wide expressions costs more
         self.execute(self._plan_sql())

@@ -348,6 +348,8 @@ _NOT_WS = "@" + WHITESPACE
 EMAIL_RE = f"^[^{_NOT_WS}]+@[^{_NOT_WS}]+\\.[^{_NOT_WS}]+$"
 PHONE_RE = r"^\+?[0-9 ().-]{6,20}$"
 ISO_DATE_RE = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+# YYYY-MM-DD that is a date whatever the year and month: year not 0000, month 01-12, day 01-28
+EASY_DATE_RE = "^([0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000)-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])$"
 FLOAT_MAX = 2**1024 - 2**970                  # float(Decimal) overflows from here
 FLOAT_ZERO = "2.4703282292062328e-324"          # float(Decimal) rounds to 0.0 below this (2**-1075)
 
@@ -554,9 +556,11 @@ class _Date(_Conversion):
         last = S("(CASE {m} WHEN '02' THEN (CASE WHEN {leap} THEN '29' ELSE '28' END) "
                  "WHEN '04' THEN '30' WHEN '06' THEN '30' WHEN '09' THEN '30' WHEN '11' THEN '30' ELSE '31' END)"
                  ).format(m=m, leap=leap)
-        return S("(CASE WHEN {n} ~ {re} THEN (CASE WHEN {y} <> '0000' AND {m} BETWEEN '01' AND '12' "
-                 "AND {d} >= '01' AND {d} <= {last} THEN {n} END) ELSE schemas_import_date({n}) END)").format(
-            n=n, re=L(ISO_DATE_RE), y=y, m=m, d=d, last=last)
+        # Most dates need one regular expression; days 29-31 and other forms take the longer way.
+        return S("(CASE WHEN {n} ~ {easy} THEN {n} WHEN {n} ~ {re} THEN (CASE WHEN {y} <> '0000' "
+                 "AND {m} BETWEEN '01' AND '12' AND {d} >= '01' AND {d} <= {last} THEN {n} END) "
+                 "ELSE schemas_import_date({n}) END)").format(
+            n=n, easy=L(EASY_DATE_RE), re=L(ISO_DATE_RE), y=y, m=m, d=d, last=last)
 
     def ok(self, t, n):
         return S("({empty} OR {n} IS NOT NULL)").format(empty=self.empty(t, n), n=n)

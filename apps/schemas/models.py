@@ -106,9 +106,20 @@ class Link(TenantOwnedModel):
 
 
 class Record(TenantOwnedModel):
-    """One record of a schema. `key` is the text form of its primary-key field's value."""
+    """One record of a schema. `key` is the text form of its primary-key field's value.
 
-    schema = models.ForeignKey(DataSchema, on_delete=models.CASCADE, related_name="+", db_index=False)
+    `tenant` and `schema` have no foreign-key constraint in the database: checking both on every
+    row was half the cost of a bulk import's write, and a distributed `schemas_record` (Citus,
+    docs/scaling.md) could not keep the `schema_id` one anyway. The services keep them right:
+    every record write locks its schema's row first and fails when the row is gone
+    (services._lock_schema, the import's write phase, the Update data activity), and deleting a
+    schema or a tenant deletes its records (services.schema_delete, Django's cascade;
+    tests/schemas/test_record_integrity.py)."""
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+", editable=False,
+                               db_index=False, db_constraint=False)
+    schema = models.ForeignKey(DataSchema, on_delete=models.CASCADE, related_name="+", db_index=False,
+                               db_constraint=False)
     key = models.CharField(max_length=255)
     attributes = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True)

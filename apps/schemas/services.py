@@ -19,7 +19,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from psycopg import sql
 
-from apps.core.errors import ApplicationError, Conflict
+from apps.core.errors import ApplicationError, Conflict, NotFound
 from apps.schemas import conversions, indexes
 from apps.schemas.builtin import PROFILE
 from apps.schemas.models import IDENTIFIER, DataSchema, Field, FieldType, Link, LinkKind, Record
@@ -61,11 +61,15 @@ def _identifier(value: Any, field: str) -> str:
 
 def _lock_schema(schema: DataSchema, *, exclusive: bool) -> None:
     """Serialise on the schema row: FOR UPDATE for schema changes, FOR KEY SHARE for record
-    writes (which then do not wait for each other)."""
+    writes (which then do not wait for each other). A record write into a schema deleted
+    meanwhile is refused here: `schemas_record` has no foreign keys (see models.Record)."""
     statement = ("SELECT 1 FROM schemas_dataschema WHERE tenant_id = %s AND id = %s FOR UPDATE" if exclusive
                  else "SELECT 1 FROM schemas_dataschema WHERE tenant_id = %s AND id = %s FOR KEY SHARE")
     with connection.cursor() as cursor:
         cursor.execute(statement, [schema.tenant_id, schema.pk])
+        found = cursor.fetchone() is not None
+    if not found and not exclusive:
+        raise NotFound("No such schema.")
 
 
 def _names_in_use(schema: DataSchema) -> set[str]:
