@@ -25,7 +25,7 @@ NAVIGATION = [
         ("Campaigns", "portal:campaigns", "send", None, ("campaigns",)),
         ("Audiences", "portal:audiences", "layers", None, AUDIENCE_PAGES),
         ("Data", "portal:data", "database", None, DATA_PAGES),
-        ("Tasks", "portal:tasks", "check-square", None, ("tasks",)),
+        ("Tasks", "approvals-portal:inbox", "check-square", None, ("tasks", "approvals-portal:")),
     ]),
     ("Workspace", [
         ("Settings", "portal:settings", "sliders", None, ("settings",)),
@@ -39,13 +39,36 @@ CAPABILITIES_IN_TEMPLATES = ("users.manage", "tenant.manage", "schemas.manage", 
                              "tasks.assign", "channels.manage")
 
 
+def _is_current(match: Any, names: tuple[str, ...]) -> bool:
+    """Whether the page is one of `names`: url names of the portal, or `<namespace>:` for every
+    page of another app's portal namespace (the tasks pages)."""
+    if not match:
+        return False
+    if match.namespace == "portal":
+        return match.url_name in names
+    return f"{match.namespace}:" in names
+
+
+def _badges(request: HttpRequest) -> dict[str, int]:
+    """Counts shown beside navigation items: the open tasks waiting on the user."""
+    from apps.approvals.selectors import task_count_open_for
+    from apps.tenants.scoping import tenant_scope
+
+    tenant = getattr(request, "tenant", None)
+    if tenant is None:
+        return {}
+    with tenant_scope(tenant):
+        return {"Tasks": task_count_open_for(tenant=tenant, user=request.user)}
+
+
 def _navigation(request: HttpRequest, role: str | None) -> list[dict[str, Any]]:
     match = getattr(request, "resolver_match", None)
-    current = match.url_name if match and match.namespace == "portal" else None
+    badges = _badges(request)
     groups = []
     for title, items in NAVIGATION:
         entries = [
-            {"label": label, "url": reverse(name), "icon": icon, "is_current": current in names}
+            {"label": label, "url": reverse(name), "icon": icon, "is_current": _is_current(match, names),
+             "badge": badges.get(label, 0)}
             for label, name, icon, capability, names in items
             if capability is None or role_can(role, capability)
         ]

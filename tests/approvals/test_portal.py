@@ -146,3 +146,14 @@ def test_marketer_reassigns_from_the_task_page(acme, people, waiting):
     assert 'data-testid="assign-form"' not in approver.get(f"/tasks/{task.pk}/").content.decode()
     approver.post(f"/tasks/{task.pk}/assign/", {"assignee": f"user:{viewer.pk}"})
     assert refreshed(task).assignee_group == group
+
+
+def test_the_navigation_counts_the_tasks_waiting_on_me_and_marks_the_tasks_section(people, waiting):
+    badge = re.compile(r'<span class="nav__badge" aria-label="(\d+) open tasks? for you">')
+    approver_page = client_for(people["acme"]["approver"].user).get("/").content.decode()
+    assert badge.findall(approver_page) == ["1"]
+    tasks_page = client_for(people["acme"]["approver"].user).get("/tasks/").content.decode()
+    assert re.search(r'<a class="nav__link is-current" href="/tasks/" aria-current="page">', tasks_page)
+    # Nothing waits on the viewer, nor on another tenant's approver.
+    assert not badge.findall(client_for(people["acme"]["viewer"].user).get("/").content.decode())
+    assert not badge.findall(client_for(people["globex"]["approver"].user).get("/").content.decode())
