@@ -1,5 +1,5 @@
 """Working populations: each output of a node in a run is a table in the `campaign_work` schema,
-filled by one INSERT … SELECT, with a `key` column (the record key in the population's dimension)
+filled by one `CREATE TABLE … AS SELECT`, with a `key` column (the record key in the population's dimension)
 and the extra columns activities add. Tables are dropped when the run's retention period ends."""
 
 from __future__ import annotations
@@ -47,27 +47,30 @@ class PopulationStore:
 
     def create(self, port: str, select: sql.Composable | str, params: list[Any] | None = None, *,
                columns: list[Column] | None = None, dimension: str | None = None) -> Population:
-        """Create the port's table and fill it with `select`, which must yield `key` then the
-        `columns` in order. Returns the population with its row count."""
+        """Create the port's table from `select`, which must yield `key` then the `columns` in
+        order. Returns the population with its row count.
+
+        The table is made by one `CREATE TABLE … AS SELECT` rather than CREATE then INSERT …
+        SELECT: PostgreSQL may run the SELECT of a CREATE TABLE AS with parallel workers, never
+        that of an INSERT (an aggregate over millions of linked rows runs about twice as fast)."""
         columns = columns or []
         for column in columns:
             if column.type not in ALLOWED_TYPES:
                 raise ValueError(f"column type {column.type!r} is not allowed")
         table = self.table_name(port)
         ident = table_ident(table)
-        definition = sql.SQL(", ").join(
-            [sql.SQL("key text NOT NULL")]
-            + [sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.type)) for c in columns]
-        )
-        self.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
-        self.execute(sql.SQL("CREATE TABLE {} ({})").format(ident, definition))
         if isinstance(select, str):
             select = sql.SQL(select)
-        target_columns = sql.SQL(", ").join([sql.Identifier("key")] + [sql.Identifier(c.name) for c in columns])
-        count = self.execute(sql.SQL("INSERT INTO {} ({}) {}").format(ident, target_columns, select), params).rowcount
+        names = [sql.Identifier("key")] + [sql.Identifier(c.name) for c in columns]
+        typed = [sql.SQL("s.key::text AS key")] + [
+            sql.SQL("s.{}::{} AS {}").format(sql.Identifier(c.name), sql.SQL(c.type), sql.Identifier(c.name))
+            for c in columns]
+        self.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
+        count = self.execute(sql.SQL("CREATE TABLE {} AS SELECT {} FROM ({}) AS s ({})").format(
+            ident, sql.SQL(", ").join(typed), select, sql.SQL(", ").join(names)), params).rowcount
+        self.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN key SET NOT NULL").format(ident))
         self.execute(sql.SQL("ANALYZE {}").format(ident))
         return Population(table=table, count=count, dimension=dimension, columns=list(columns))
-
 
 
 def sample(cursor: Any, population: Population, *, limit: int = 20, offset: int = 0) -> dict[str, Any]:
