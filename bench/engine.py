@@ -46,6 +46,7 @@ django.setup()
 import datetime as dt  # noqa: E402
 
 from django.db import connection, transaction  # noqa: E402
+from psycopg import sql  # noqa: E402
 
 from apps.campaigns import engine, schedules, services  # noqa: E402
 from apps.campaigns.models import Run, Schedule  # noqa: E402
@@ -134,7 +135,7 @@ def create_scheduled_world(tenants: int, campaigns: int, fire: dt.datetime, pref
         ids = [row[0] for row in cursor.fetchall()]
     with connection.cursor() as cursor:
         for table in ("tenants_tenant", "campaigns_campaign", "campaigns_campaignversion", "campaigns_schedule"):
-            cursor.execute(f"ANALYZE {table}")
+            cursor.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)).as_string(cursor.connection))
     return ids
 
 
@@ -268,7 +269,8 @@ def cleanup() -> None:
             cursor.execute("UPDATE campaigns_campaign SET live_version_id = NULL WHERE tenant_id = ANY(%s)", [ids])
             for table in ("campaigns_runlog", "campaigns_nodestate", "campaigns_run", "campaigns_schedule",
                           "campaigns_campaignversion", "campaigns_campaign"):
-                cursor.execute(f"DELETE FROM {table} WHERE tenant_id = ANY(%s)", [ids])
+                cursor.execute(sql.SQL("DELETE FROM {} WHERE tenant_id = ANY(%s)").format(sql.Identifier(table))
+                               .as_string(cursor.connection), [ids])
             Tenant.objects.filter(id__in=ids).delete()
 
 

@@ -68,7 +68,13 @@ GRAPH = {
 }
 
 STEPS = ("build", "opted_out", "enrich", "exclude", "dedup", "split", "save")
-HASH = "(('x' || substr(md5(%(seed)s || ':' || {key}), 1, 8))::bit(32)::bigint / 4294967296.0)"
+
+
+def hashed(key: str) -> str:
+    """The sticky hash of Split and Deduplication, written by hand over the column `key`."""
+    return "(('x' || substr(md5(%(seed)s || ':' || " + key + "), 1, 8))::bit(32)::bigint / 4294967296.0)"
+
+
 
 # The same work by hand: {t}, {p}, {o} are the tenant, profile and purchase schema ids.
 REFERENCE = [
@@ -84,17 +90,17 @@ REFERENCE = [
     ("exclude", "CREATE TABLE bench_ref.exclude AS SELECT e.key, e.spent FROM bench_ref.enrich e "
                 "WHERE NOT EXISTS (SELECT 1 FROM bench_ref.opted_out x WHERE x.key = e.key)"),
     ("dedup", "CREATE TABLE bench_ref.dedup AS SELECT key, spent FROM (SELECT e.key, e.spent, row_number() OVER "
-              "(PARTITION BY r.attributes->>'email' ORDER BY " + HASH.format(key="e.key") + ", e.key) AS n "
+              "(PARTITION BY r.attributes->>'email' ORDER BY " + hashed("e.key") + ", e.key) AS n "
               "FROM bench_ref.exclude e JOIN schemas_record r ON r.tenant_id = {t} AND r.schema_id = {p} "
               "AND r.key = e.key) d WHERE n = 1"),
     ("a", "CREATE TABLE bench_ref.a AS SELECT key, spent FROM bench_ref.dedup WHERE "
-          + HASH.format(key="key") + " < 0.1"),
+          + hashed("key") + " < 0.1"),
     ("b", "CREATE TABLE bench_ref.b AS SELECT key, spent FROM bench_ref.dedup WHERE "
-          + HASH.format(key="key") + " >= 0.1 AND " + HASH.format(key="key") + " < 0.2"),
+          + hashed("key") + " >= 0.1 AND " + hashed("key") + " < 0.2"),
     ("c", "CREATE TABLE bench_ref.c AS SELECT key, spent FROM bench_ref.dedup WHERE "
-          + HASH.format(key="key") + " >= 0.2 AND " + HASH.format(key="key") + " < 0.3"),
+          + hashed("key") + " >= 0.2 AND " + hashed("key") + " < 0.3"),
     ("complement", "CREATE TABLE bench_ref.complement AS SELECT key, spent FROM bench_ref.dedup WHERE "
-                   + HASH.format(key="key") + " >= 0.3"),
+                   + hashed("key") + " >= 0.3"),
     ("save", "INSERT INTO audiences_audiencemember (tenant_id, audience_id, record_key) "
              "SELECT {t}, {audience}, r.key FROM schemas_record r "
              "WHERE r.tenant_id = {t} AND r.schema_id = {p} AND r.key IN (SELECT key FROM bench_ref.a)"),
@@ -161,11 +167,14 @@ def run_reference(tenant: Any, ids: dict[str, int], audience: int, now: dt.datet
                        [tenant.pk, audience])
         for name, statement in REFERENCE:
             started = time.perf_counter()
-            cursor.execute(statement.format(t=tenant.pk, p=ids["profile"], o=ids["purchase"], audience=audience),
-                           {"seed": f"{SEED}", "since": now - dt.timedelta(days=365), "now": now})
+            composed = sql.SQL(statement).format(t=sql.Literal(tenant.pk), p=sql.Literal(ids["profile"]),
+                                                 o=sql.Literal(ids["purchase"]), audience=sql.Literal(audience))
+            cursor.execute(composed.as_string(cursor.connection),
+                           {"seed": SEED, "since": now - dt.timedelta(days=365), "now": now})
             counts[name] = cursor.rowcount
             if name != "save":
-                cursor.execute(f"ANALYZE bench_ref.{name}")
+                cursor.execute(sql.SQL("ANALYZE {}").format(sql.Identifier("bench_ref", name))
+                               .as_string(cursor.connection))
             step_time("split" if name in ("a", "b", "c", "complement") else name, 1, time.perf_counter() - started)
     return counts
 

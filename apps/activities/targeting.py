@@ -162,16 +162,6 @@ def uses_record(tree: Any, columns: Iterable[Column]) -> bool:
     return False
 
 
-def filtered(ctx: ExecutionContext, population: Population, tree: Any) -> tuple[Compiled, Compiled]:
-    """(FROM clause, WHERE condition) for the rows of `population` that match `tree`: the records
-    are joined only when the filter names more than the population's columns."""
-    if tree and uses_record(tree, population.columns):
-        return with_records(ctx, population), condition(ctx, population, tree)
-    if tree:
-        return Compiled(source(population), []), condition(ctx, population, tree, scoped=False)
-    return Compiled(source(population), []), Compiled(sql.SQL("TRUE"), [])
-
-
 def value(ctx: ExecutionContext, population: Population, name: str, *, table: str = POPULATION,
           record: str = RECORD) -> tuple[sql.Composable, bool]:
     """(SQL expression, whether it reads the record) of `name`: a column of the population, else a
@@ -202,10 +192,6 @@ def value_type(ctx: ExecutionContext, population: Population, name: str) -> str:
 def carried(population: Population, *, table: str = POPULATION) -> list[sql.Composable]:
     """`p.<column>` for each extra column, in order (to select them into the next table)."""
     return [sql.SQL("{}.{}").format(sql.Identifier(table), sql.Identifier(c.name)) for c in population.columns]
-
-
-def select_list(*parts: sql.Composable) -> sql.Composable:
-    return sql.SQL(", ").join(parts)
 
 
 def sticky_hash(seed: str, key: sql.Composable) -> Compiled:

@@ -28,14 +28,16 @@ def campaigns_using(tenant: Tenant, schema: DataSchema, name: str | None) -> lis
     with tenant_scope(tenant):
         campaigns = list(Campaign.objects.filter(tenant=tenant).exclude(status=CampaignStatus.ARCHIVED)
                          .select_related("live_version"))
-        schemas = {s.name: s.pk for s in DataSchema.objects.filter(tenant=tenant)}
+        # the schemas are read once for every campaign's validation context
+        definitions = {s.name: s for s in DataSchema.objects.filter(tenant=tenant).prefetch_related("fields", "links")}
+        schemas = {name: s.pk for name, s in definitions.items()}
         links = link_map(tenant_id=tenant.pk)
         found = []
         for campaign in campaigns:
             graphs = [v.graph for v in campaign.versions.order_by("-number")[:1]]
             if campaign.live_version is not None:
                 graphs.append(campaign.live_version.graph)
-            ctx = validation_context(campaign)
+            ctx = validation_context(campaign, definitions)
             if any(_uses(graph, ctx, schemas, links, schema, name) for graph in graphs):
                 found.append({"type": "campaign", "id": campaign.pk, "name": campaign.name})
     return found

@@ -187,11 +187,14 @@ def draft_update(*, tenant: Tenant, campaign: Campaign, by: User | None, graph: 
     return latest
 
 
-def validation_context(campaign: Campaign) -> ValidationContext:
+def validation_context(campaign: Campaign, schemas: dict[str, DataSchema] | None = None) -> ValidationContext:
+    """What graph validation knows of `campaign`; `schemas` (the tenant's, by name, with fields and
+    links prefetched) is read here unless the caller already holds it."""
+    if schemas is None:
+        schemas = {s.name: s for s in DataSchema.objects.prefetch_related("fields", "links")}
     return ValidationContext(
         tenant=campaign.tenant, dimension=campaign.dimension, campaign=campaign,
-        variables={d["name"]: d for d in campaign.variables or []},
-        schemas={s.name: s for s in DataSchema.objects.prefetch_related("fields", "links")},
+        variables={d["name"]: d for d in campaign.variables or []}, schemas=schemas,
     )
 
 

@@ -13,7 +13,7 @@ from apps.campaigns.models import NodeState, Run
 from apps.tenants.scoping import tenant_scope
 from tests.approvals.conftest import approval_graph
 from tests.campaigns.conftest import make_campaign
-from tests.portal.test_browser import ARTIFACTS, _sign_in, page  # noqa: F401  (the browser fixture)
+from tests.portal.browser import ARTIFACTS, page, sign_in  # noqa: F401  (page: the browser fixture)
 
 pytestmark = pytest.mark.browser
 
@@ -41,7 +41,7 @@ def test_approver_approves_from_the_inbox_and_the_run_goes_on(page, live_server,
         run = campaign_services.campaign_start(tenant=acme, campaign=campaign, by=marketer)
         assert NodeState.objects.get(run=run, node_id="approve").status == "waiting"
 
-    _sign_in(page, "approver@acme.test", password)
+    sign_in(page, "approver@acme.test", password)
     page.get_by_role("link", name=re.compile("^Tasks")).first.click()
     expect(page.get_by_test_id("count-mine")).to_have_text("1")
     page.get_by_role("link", name="Approve the spring launch").click()

@@ -9,6 +9,7 @@ from django.test import Client
 
 from apps.tenants.models import Tenant
 from tests.factories import MembershipFactory
+from tests.portal.browser import page  # noqa: F401  (the Chromium fixture of the browser tests)
 
 
 @pytest.fixture

@@ -3,62 +3,21 @@ dashboard, switch tenant, manage users with htmx, sign out. Screenshots go to te
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from django.conf import settings
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from tests.factories import MembershipFactory
+from tests.portal.browser import ARTIFACTS, sign_in
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
-
-
-@pytest.fixture
-def page(live_server, monkeypatch) -> Iterator:
-    # .ci/run installs Debian's chromium; a machine without it fails here rather than skipping.
-    assert os.path.exists(CHROMIUM), f"{CHROMIUM} is not installed: apt-get install chromium chromium-driver"
-    expect.set_options(timeout=10_000)
-    # Playwright's sync API runs an event loop in this thread; Django would refuse ORM calls made
-    # while it runs (fixtures' teardown, for instance), although they are synchronous here.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=live_server.url)
-        page = context.new_page()
-        # The browser has no internet: any request off the live server is a bug.
-        page.route(re.compile(r"^(?!" + re.escape(live_server.url) + ").*"), lambda route: route.abort())
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        yield page
-        context.close()
-        browser.close()
-    assert errors == [], f"JavaScript errors: {errors}"
-
-
-def _sign_in(page, email: str, password: str) -> None:
-    page.goto("/")
-    assert page.url.endswith("/login/?next=/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/")
-
 
 def test_member_of_two_tenants_signs_in_switches_and_signs_out(page, people, globex, password):
     person = people["acme"]["marketer"]
     MembershipFactory(tenant=globex, user=person.user, role="approver")
 
-    _sign_in(page, person.email, password)
+    sign_in(page, person.email, password)
     header = page.get_by_test_id("current-tenant")
     expect(header).to_have_text("Acme Corporation")
     greeting = re.compile(r"^Good (morning|afternoon|evening), Marketer$")
@@ -89,7 +48,7 @@ def test_member_of_two_tenants_signs_in_switches_and_signs_out(page, people, glo
 
 
 def test_admin_manages_users(page, people, password):
-    _sign_in(page, "admin@acme.test", password)
+    sign_in(page, "admin@acme.test", password)
     page.get_by_role("navigation", name="Sections").get_by_role("link", name="Users").click()
     page.wait_for_url("**/settings/users/")
     page.screenshot(path=str(ARTIFACTS / "users.png"), full_page=True)

@@ -18,7 +18,7 @@ from apps.campaigns.models import Campaign, Run
 from apps.profiles.services import profile_upsert
 from apps.tenants.scoping import tenant_scope
 from tests.campaigns.conftest import worker  # noqa: F401  (fixture)
-from tests.portal.test_browser import ARTIFACTS, _sign_in, page  # noqa: F401  (fixture)
+from tests.portal.browser import ARTIFACTS, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
 
@@ -92,7 +92,7 @@ def _new_campaign(pg: Page, name: str) -> None:
 def test_build_configure_save_and_test_run_a_campaign_on_the_canvas(page, worker, acme, people,  # noqa: F811
                                                                      password, profiles):
     page.set_viewport_size({"width": 1600, "height": 1500})
-    _sign_in(page, "marketer@acme.test", password)
+    sign_in(page, "marketer@acme.test", password)
     _new_campaign(page, "Canvas spring sale")
     cv = page.get_by_test_id("campaign-canvas")  # the header's server-side actions are the no-JS fallback
     canvas = page.get_by_test_id("canvas")
@@ -233,13 +233,13 @@ SIMPLE = {
 }
 
 
-def test_a_concurrent_save_is_a_conflict_problems_show_on_nodes_and_publish(page, acme, people,  # noqa: F811
+def test_a_concurrent_save_is_a_conflict_problems_show_on_nodes_and_publish(page, acme, people,
                                                                               password):
     marketer, admin = people["acme"]["marketer"].user, people["acme"]["admin"].user
     with tenant_scope(acme):
         campaign = services.campaign_create(tenant=acme, by=marketer, name="Two editors", graph=SIMPLE)
     page.set_viewport_size({"width": 1600, "height": 1500})
-    _sign_in(page, "marketer@acme.test", password)
+    sign_in(page, "marketer@acme.test", password)
     page.goto(f"/campaigns/{campaign.pk}/")
     cv = page.get_by_test_id("campaign-canvas")
     expect(_node(page, "start")).to_be_visible()
@@ -319,11 +319,11 @@ def test_a_concurrent_save_is_a_conflict_problems_show_on_nodes_and_publish(page
     expect(_node(page, "their_end")).to_be_visible()
 
 
-def test_a_viewer_sees_the_canvas_read_only(page, acme, people, password):  # noqa: F811
+def test_a_viewer_sees_the_canvas_read_only(page, acme, people, password):
     with tenant_scope(acme):
         campaign = services.campaign_create(tenant=acme, by=people["acme"]["marketer"].user, name="Look only",
                                             graph=SIMPLE)
-    _sign_in(page, "viewer@acme.test", password)
+    sign_in(page, "viewer@acme.test", password)
     page.goto(f"/campaigns/{campaign.pk}/")
     cv = page.get_by_test_id("campaign-canvas")
     expect(_node(page, "start")).to_be_visible()
@@ -335,7 +335,7 @@ def test_a_viewer_sees_the_canvas_read_only(page, acme, people, password):  # no
     expect(_node(page, "start")).to_have_count(1)
 
 
-def test_a_channel_activity_previews_its_message_for_a_chosen_profile(page, acme, people, password):  # noqa: F811
+def test_a_channel_activity_previews_its_message_for_a_chosen_profile(page, acme, people, password):
     graph = {
         "nodes": [{"id": "start", "type": "scheduler", "config": {}, "position": {"x": 0, "y": 0}},
                   {"id": "audience", "type": "build_audience", "config": {}, "position": {"x": 260, "y": 0}},
@@ -347,7 +347,7 @@ def test_a_channel_activity_previews_its_message_for_a_chosen_profile(page, acme
         profile_upsert(tenant=acme, by=None, values={"id": "ada", "email": "ada@example.test", "first_name": "Ada"})
         campaign = services.campaign_create(tenant=acme, by=people["acme"]["marketer"].user, name="Hello Ada",
                                             graph=graph)
-    _sign_in(page, "marketer@acme.test", password)
+    sign_in(page, "marketer@acme.test", password)
     page.goto(f"/campaigns/{campaign.pk}/")
     panel = page.get_by_test_id("config-panel")
     # A Build audience with no filter is refused by the server; the rule builder offers every record.

@@ -4,60 +4,21 @@ progress bar reach 100% while a real Celery worker runs it. Screenshots go to te
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.conf import settings
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from apps.audiences.models import Audience
 from apps.profiles.services import profile_upsert
 from apps.schemas.models import ImportJob, Record
 from apps.tenants.scoping import tenant_scope
 from tests.campaigns.conftest import Worker
+from tests.portal.browser import ARTIFACTS, sign_in
 from tests.schemas.world import build_purchases
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
-
-
-@pytest.fixture
-def page(live_server, monkeypatch) -> Iterator:
-    assert os.path.exists(CHROMIUM), f"{CHROMIUM} is not installed: apt-get install chromium chromium-driver"
-    expect.set_options(timeout=10_000)
-    # Playwright's sync API runs an event loop in this thread; Django would refuse ORM calls made
-    # while it runs (fixtures' teardown, for instance), although they are synchronous here.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=live_server.url,
-                                      accept_downloads=True)
-        page = context.new_page()
-        # The browser has no internet: any request off the live server is a bug.
-        page.route(re.compile(r"^(?!" + re.escape(live_server.url) + ").*"), lambda route: route.abort())
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        yield page
-        context.close()
-        browser.close()
-    assert errors == [], f"JavaScript errors: {errors}"
-
-
-def _sign_in(page, email: str, password: str) -> None:
-    page.goto("/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/")
-
 
 def _live_count(page) -> object:
     return page.get_by_test_id("live-count")
@@ -73,7 +34,7 @@ def test_marketer_builds_an_audience_and_the_count_follows_the_rules(page, peopl
     for n, (country, name) in enumerate([("FR", "Alice"), ("FR", "Bob"), ("ES", "Alba"), ("DE", "Bert")], start=3):
         profile_upsert(tenant=acme, values={"id": f"acme-p{n}", "country": country, "first_name": name}, by=None)
 
-    _sign_in(page, people["acme"]["marketer"].email, password)
+    sign_in(page, people["acme"]["marketer"].email, password)
     page.get_by_role("navigation", name="Sections").get_by_role("link", name="Audiences").click()
     page.wait_for_url("**/audiences/")
     page.get_by_role("link", name="New audience").click()
@@ -165,7 +126,7 @@ def test_import_progress_reaches_100_percent_while_a_worker_runs_it(page, people
     upload = tmp_path / "people.csv"
     upload.write_text("\n".join(rows) + "\n")
 
-    _sign_in(page, people["acme"]["marketer"].email, password)
+    sign_in(page, people["acme"]["marketer"].email, password)
     page.get_by_role("navigation", name="Sections").get_by_role("link", name="Data").click()
     page.wait_for_url("**/data/")
     page.get_by_test_id("schema-table").get_by_role("link", name="Profiles").click()
