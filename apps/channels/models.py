@@ -91,6 +91,7 @@ class ChannelSettings(TenantOwnedModel):
 
 
 class DeliveryStatus(models.TextChoices):
+    AWAITING_CONFIRMATION = "awaiting_confirmation", "Waiting for confirmation"
     SENDING = "sending", "Sending"
     DONE = "done", "Done"
     CANCELLED = "cancelled", "Cancelled"
@@ -107,7 +108,10 @@ class Delivery(TenantOwnedModel):
     dimension = models.CharField(max_length=63)
     content = models.JSONField()
     variables = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.SENDING)
+    status = models.CharField(max_length=24, choices=DeliveryStatus.choices, default=DeliveryStatus.SENDING)
+    decided_by = models.ForeignKey("tenants.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                   help_text="Who confirmed or cancelled a delivery that waited for confirmation.")
+    decided_at = models.DateTimeField(null=True, blank=True)
     rate_per_second = models.PositiveIntegerField(default=MAX_RATE_PER_SECOND)
     batch_size = models.PositiveIntegerField(default=200)
     window_starts_at = models.DateTimeField(null=True, blank=True)
