@@ -38,7 +38,12 @@ class _Line:
 
 def csv_lines(columns: list[str], rows: Iterable[tuple[str, dict[str, Any]]]) -> Iterator[str]:
     """The header line (`key`, then `columns`), then one line per (key, values) row."""
+    return csv_table(["key", *columns], ([key, *(values.get(column) for column in columns)] for key, values in rows))
+
+
+def csv_table(columns: list[str], rows: Iterable[Iterable[Any]]) -> Iterator[str]:
+    """The header line, then one line per row of cells, every cell neutralised."""
     writer = csv.writer(_Line())
-    yield writer.writerow([neutralise(c) for c in ["key", *columns]])
-    for key, values in rows:
-        yield writer.writerow([neutralise(key), *(neutralise(values.get(column)) for column in columns)])
+    yield writer.writerow([neutralise(c) for c in columns])
+    for row in rows:
+        yield writer.writerow([neutralise(cell) for cell in row])

@@ -77,17 +77,11 @@ def message_list(*, tenant: Tenant, delivery: Delivery, status: str | None = Non
     return qs
 
 
-def delivery_report(*, tenant: Tenant, campaign: Any = None, run: Any = None, delivery: Any = None,
-                    bucket: str = "hour") -> dict[str, Any]:
-    """What happened to the messages of the tenant's deliveries (optionally of one campaign, run
-    or delivery): targeted, excluded by reason, sent, failed, delivered, opened, clicked,
-    unsubscribed, and per `bucket` (hour or day) the messages sent and the events. Counted in
-    SQL; an open or a click counts once per message (a click once per message and link)."""
-    from django.db import connection
+def _report_scope(*, tenant: Tenant, campaign: Any, run: Any, delivery: Any) -> tuple[Any, list[Any]]:
+    """The SQL condition on the deliveries `d` a report counts, and its parameters; a filter
+    that is not an id is a 400 naming it."""
     from psycopg import sql
 
-    if bucket not in ("hour", "day"):
-        raise ApplicationError("Invalid bucket.", fields={"bucket": ["hour or day"]})
     conditions, params = [sql.SQL("d.tenant_id = %s")], [tenant.pk]
     for column, field, value in (("campaign_id", "campaign", campaign), ("run_id", "run", run),
                                  ("id", "delivery", delivery)):
@@ -97,35 +91,16 @@ def delivery_report(*, tenant: Tenant, campaign: Any = None, run: Any = None, de
             except (TypeError, ValueError):
                 raise ApplicationError(f"Invalid {field}.", fields={field: ["Give an id."]}) from None
             conditions.append(sql.SQL("d.{} = %s").format(sql.Identifier(column)))
-    deliveries = sql.SQL(" AND ").join(conditions)
-    messages = sql.SQL("channels_message m JOIN channels_delivery d ON d.tenant_id = m.tenant_id "
-                       "AND d.id = m.delivery_id")
-    events_of = sql.SQL("channels_messageevent e JOIN channels_message m ON m.tenant_id = e.tenant_id "
-                        "AND m.id = e.message_id JOIN channels_delivery d ON d.tenant_id = m.tenant_id "
-                        "AND d.id = m.delivery_id")
-    queries = {
-        "statuses": sql.SQL("SELECT m.status, m.reason, count(*) FROM {messages} WHERE m.tenant_id = %s "
-                            "AND {deliveries} GROUP BY m.status, m.reason"),
-        "events": sql.SQL("SELECT e.kind, count(DISTINCT e.message_id) FROM {events} WHERE e.tenant_id = %s "
-                          "AND {deliveries} GROUP BY e.kind"),
-        "series": sql.SQL("SELECT t.at, t.kind, count(*) FROM ("
-                          " SELECT date_trunc(%s, m.sent_at) AS at, 'sent' AS kind FROM {messages}"
-                          " WHERE m.tenant_id = %s AND m.status = 'sent' AND m.sent_at IS NOT NULL AND {deliveries}"
-                          " UNION ALL SELECT date_trunc(%s, e.at), e.kind FROM {events}"
-                          " WHERE e.tenant_id = %s AND {deliveries}"
-                          ") t GROUP BY t.at, t.kind ORDER BY t.at"),
-    }
-    with connection.cursor() as cursor:
-        def run_query(name: str, values: list[Any]) -> list[tuple[Any, ...]]:
-            statement = queries[name].format(messages=messages, events=events_of, deliveries=deliveries)
-            cursor.execute(statement.as_string(cursor.connection), values)
-            return cursor.fetchall()
+    return sql.SQL(" AND ").join(conditions), params
 
-        statuses = run_query("statuses", [tenant.pk, *params])
-        events = dict(run_query("events", [tenant.pk, *params]))
-        series: dict[Any, dict[str, Any]] = {}
-        for at, kind, count in run_query("series", [bucket, tenant.pk, *params, bucket, tenant.pk, *params]):
-            series.setdefault(at, {"at": at.isoformat()})[kind] = count
+
+_MESSAGES = ("channels_message m JOIN channels_delivery d ON d.tenant_id = m.tenant_id AND d.id = m.delivery_id")
+_EVENTS = ("channels_messageevent e JOIN channels_message m ON m.tenant_id = e.tenant_id AND m.id = e.message_id "
+           "JOIN channels_delivery d ON d.tenant_id = m.tenant_id AND d.id = m.delivery_id")
+
+
+def _report_counts(statuses: list[tuple[str, str, int]], events: dict[str, int]) -> dict[str, Any]:
+    """The report's counts from (status, reason, count) rows and the events' counts by kind."""
     by_status = {status: 0 for status in MessageStatus.values}
     excluded: dict[str, int] = {}
     for status, reason, count in statuses:
@@ -138,5 +113,77 @@ def delivery_report(*, tenant: Tenant, campaign: Any = None, run: Any = None, de
         "pending": by_status["pending"] + by_status["sending"], "cancelled": by_status["cancelled"],
         "delivered": events.get("delivered", 0), "undelivered": events.get("undelivered", 0),
         "opened": events.get("open", 0), "clicked": events.get("click", 0), "unsubscribed": events.get("unsubscribe", 0),
-        "bucket": bucket, "over_time": list(series.values()),
     }
+
+
+def delivery_report(*, tenant: Tenant, campaign: Any = None, run: Any = None, delivery: Any = None,
+                    bucket: str = "hour") -> dict[str, Any]:
+    """What happened to the messages of the tenant's deliveries (optionally of one campaign, run
+    or delivery): targeted, excluded by reason, sent, failed, delivered, opened, clicked,
+    unsubscribed, and per `bucket` (hour or day, in the tenant's time zone) the messages sent and
+    the events. Counted in SQL; an open or a click counts once per message (a click once per
+    message and link)."""
+    from django.db import connection
+    from psycopg import sql
+
+    if bucket not in ("hour", "day"):
+        raise ApplicationError("Invalid bucket.", fields={"bucket": ["hour or day"]})
+    deliveries, params = _report_scope(tenant=tenant, campaign=campaign, run=run, delivery=delivery)
+    queries = {
+        "statuses": sql.SQL("SELECT m.status, m.reason, count(*) FROM {messages} WHERE m.tenant_id = %s "
+                            "AND {deliveries} GROUP BY m.status, m.reason"),
+        "events": sql.SQL("SELECT e.kind, count(DISTINCT e.message_id) FROM {events} WHERE e.tenant_id = %s "
+                          "AND {deliveries} GROUP BY e.kind"),
+        # date_trunc in the tenant's zone: a day is the tenant's day, not UTC's.
+        "series": sql.SQL("SELECT t.at, t.kind, count(*) FROM ("
+                          " SELECT date_trunc(%s, m.sent_at, %s) AS at, 'sent' AS kind FROM {messages}"
+                          " WHERE m.tenant_id = %s AND m.status = 'sent' AND m.sent_at IS NOT NULL AND {deliveries}"
+                          " UNION ALL SELECT date_trunc(%s, e.at, %s), e.kind FROM {events}"
+                          " WHERE e.tenant_id = %s AND {deliveries}"
+                          ") t GROUP BY t.at, t.kind ORDER BY t.at"),
+    }
+    zone = tenant.time_zone or "UTC"
+    with connection.cursor() as cursor:
+        def run_query(name: str, values: list[Any]) -> list[tuple[Any, ...]]:
+            statement = queries[name].format(messages=sql.SQL(_MESSAGES), events=sql.SQL(_EVENTS),
+                                             deliveries=deliveries)
+            cursor.execute(statement.as_string(cursor.connection), values)
+            return cursor.fetchall()
+
+        statuses = run_query("statuses", [tenant.pk, *params])
+        events = dict(run_query("events", [tenant.pk, *params]))
+        series: dict[Any, dict[str, Any]] = {}
+        for at, kind, count in run_query("series", [bucket, zone, tenant.pk, *params,
+                                                    bucket, zone, tenant.pk, *params]):
+            series.setdefault(at, {"at": at.isoformat()})[kind] = count
+    return {**_report_counts(statuses, events), "bucket": bucket, "over_time": list(series.values())}
+
+
+def delivery_report_rows(*, tenant: Tenant, campaign: Any = None, run: Any = None,
+                         delivery: Any = None) -> list[dict[str, Any]]:
+    """The report's counts for each of the tenant's deliveries (optionally of one campaign, run or
+    delivery), newest first: `{"delivery": Delivery (with campaign and run), **counts}`; a
+    delivery without messages yet has zeros. Counted in SQL, grouped by delivery."""
+    from django.db import connection
+    from psycopg import sql
+
+    deliveries, params = _report_scope(tenant=tenant, campaign=campaign, run=run, delivery=delivery)
+    with tenant_scope(tenant):
+        found = list(delivery_list(tenant=tenant, filters={"campaign": campaign, "run": run})
+                     .select_related("run").filter(**({"pk": int(delivery)} if delivery not in (None, "") else {})))
+    statuses: dict[int, list[tuple[str, str, int]]] = {}
+    events: dict[int, dict[str, int]] = {}
+    with connection.cursor() as cursor:
+        statement = sql.SQL("SELECT m.delivery_id, m.status, m.reason, count(*) FROM {messages} "
+                            "WHERE m.tenant_id = %s AND {deliveries} GROUP BY 1, 2, 3").format(
+            messages=sql.SQL(_MESSAGES), deliveries=deliveries)
+        cursor.execute(statement.as_string(cursor.connection), [tenant.pk, *params])
+        for delivery_id, status, reason, count in cursor.fetchall():
+            statuses.setdefault(delivery_id, []).append((status, reason, count))
+        statement = sql.SQL("SELECT m.delivery_id, e.kind, count(DISTINCT e.message_id) FROM {events} "
+                            "WHERE e.tenant_id = %s AND {deliveries} GROUP BY 1, 2").format(
+            events=sql.SQL(_EVENTS), deliveries=deliveries)
+        cursor.execute(statement.as_string(cursor.connection), [tenant.pk, *params])
+        for delivery_id, kind, count in cursor.fetchall():
+            events.setdefault(delivery_id, {})[kind] = count
+    return [{"delivery": d, **_report_counts(statuses.get(d.pk, []), events.get(d.pk, {}))} for d in found]
