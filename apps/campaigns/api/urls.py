@@ -24,6 +24,7 @@ urlpatterns = [
     path("runs/<int:pk>/log", r.as_view({"get": "log"}), name="run-log"),
     path("runs/<int:pk>/transitions/", r.as_view({"get": "transitions"}), name="run-transitions"),
     path("runs/<int:pk>/transitions/<int:index>/sample", r.as_view({"get": "sample"}), name="run-transition-sample"),
+    path("runs/<int:pk>/why", r.as_view({"get": "why"}), name="run-why"),
     path("runs/<int:pk>/stop", r.as_view({"post": "stop"}), name="run-stop"),
     path("runs/<int:pk>/retry", r.as_view({"post": "retry"}), name="run-retry"),
     path("activities/", views.ActivityTypesView.as_view(), name="activity-types"),

@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from rest_framework.viewsets import ViewSet
 
 from apps.activities import registry
-from apps.campaigns import engine, schedules, selectors, services
+from apps.campaigns import engine, schedules, selectors, services, why
 from apps.campaigns.api import serializers as s
 from apps.core.api.pagination import PagePagination
 from apps.core.errors import ApplicationError
@@ -188,7 +188,7 @@ class CampaignViewSet(TenantAPIMixin, ViewSet):
 class RunViewSet(TenantAPIMixin, ViewSet):
     capabilities = {"list": "campaigns.read", "retrieve": "campaigns.read", "log": "campaigns.read",
                     "transitions": "campaigns.read", "sample": "campaigns.read", "stop": "campaigns.run",
-                    "retry": "campaigns.run"}
+                    "retry": "campaigns.run", "why": "campaigns.read"}
 
     def lookup_object(self, pk: int, index: int | None = None) -> Any:
         return selectors.run_get(tenant=self.tenant, id=pk)
@@ -227,6 +227,11 @@ class RunViewSet(TenantAPIMixin, ViewSet):
             raise ApplicationError("limit and offset must be integers.",
                                    fields={"limit": ["Not an integer."]}) from None
         return Response(selectors.transition_sample(run=self.object, index=index, limit=limit, offset=offset))
+
+    @extend_schema(responses={200: dict})
+    def why(self, request: Request, pk: int) -> Response:
+        """Where the record `?key=` went in this run: each activity in flow order (docs/engine.md)."""
+        return Response(why.run_why(tenant=self.tenant, run=self.object, key=request.query_params.get("key")))
 
     @extend_schema(request=None, responses=s.RunSerializer)
     def stop(self, request: Request, pk: int) -> Response:
