@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
-from apps.campaigns import selectors, services
+from apps.campaigns import selectors, services, why
 from apps.campaigns.models import Campaign, CampaignStatus, NodeState, Run
 from apps.core.errors import ApplicationError
 from apps.portal.graph_layout import layout
@@ -39,6 +39,15 @@ NODE_STATUS = {
     "failed": ("Failed", "✕"),
     "cancelled": ("Cancelled", "⊘"),
     "draft": ("Draft", "✎"),
+}
+
+
+# A record's fate at an activity (apps/campaigns/why.py) -> (text, glyph, status style).
+WHY_STATUS = {
+    "passed": ("Passed", "✓", "done"),
+    "dropped": ("Dropped", "✕", "failed"),
+    "not_reached": ("Not reached", "○", "queued"),
+    "unknown": ("Cannot tell", "?", "waiting"),
 }
 
 
@@ -64,6 +73,13 @@ class DraftForm(forms.Form):
         if not isinstance(value, dict):
             raise forms.ValidationError("The graph must be a JSON object with `nodes` and `edges`.")
         return value
+
+
+class WhyForm(forms.Form):
+    key = forms.CharField(max_length=255, label="Record key", error_messages={
+        "required": "Enter the key of the record to look for.",
+        "max_length": "At most %(limit_value)d characters."},
+        widget=forms.TextInput(attrs={"placeholder": "e.g. a profile id", "autocomplete": "off"}))
 
 
 class LogFilterForm(forms.Form):
@@ -384,3 +400,30 @@ def run_log(request: HttpRequest, campaign_id: int, run_id: int) -> HttpResponse
                       {"log": _log_entries(run, form), "run": run, "campaign": campaign})
     patch_vary_headers(response, ["HX-Request"])
     return response
+
+
+@portal_page()
+@require_GET
+def run_why(request: HttpRequest, campaign_id: int, run_id: int) -> HttpResponse:
+    """Why / why not: where one record went in this run, activity by activity (no JavaScript)."""
+    campaign = selectors.campaign_get(tenant=request.tenant, id=campaign_id)
+    run = _campaign_run(request, campaign, run_id)
+    form = WhyForm(request.GET if "key" in request.GET else None)
+    answer, error, status = None, "", 200
+    if form.is_bound:
+        if form.is_valid():
+            try:
+                answer = why.run_why(tenant=request.tenant, run=run, key=form.cleaned_data["key"])
+            except ApplicationError as exc:
+                if exc.status == 404:
+                    raise Http404(exc.message) from None
+                error, status = exc.message, exc.status
+                for message in exc.fields.get("key", []):
+                    form.add_error("key", message)
+        else:
+            status = 400
+    rows = [{**n, "shown": WHY_STATUS.get(n["status"], (n["status"], "•", "queued"))}
+            for n in (answer or {}).get("nodes", [])]
+    return render(request, "portal/campaigns/why.html", {
+        "campaign": campaign, "run": run, "form": form, "answer": answer, "rows": rows, "error": error,
+    }, status=status)

@@ -21,6 +21,7 @@ urlpatterns = [
     path("campaigns/<int:campaign_id>/runs/<int:run_id>/transitions/<int:index>/",
          campaign_views.transition_preview, name="campaign-transition"),
     path("campaigns/<int:campaign_id>/runs/<int:run_id>/log/", campaign_views.run_log, name="campaign-run-log"),
+    path("campaigns/<int:campaign_id>/runs/<int:run_id>/why/", campaign_views.run_why, name="campaign-run-why"),
     path("audiences/", data_views.audience_list, name="audiences"),
     path("audiences/new/", data_views.audience_new, name="audience-new"),
     path("audiences/builder/", data_views.audience_builder, name="audience-builder"),
