@@ -26,7 +26,8 @@ CONTENT = {"subject": "Hello {{ profile.first_name }}", "text": "Hi {{ profile.f
 
 GRAPH = {
     "nodes": [
-        {"id": "start", "type": "scheduler", "config": {"mode": "asap"}},
+        # Started by an API trigger: a live one-off started by hand may wait for a send confirmation.
+        {"id": "start", "type": "scheduler", "config": {"mode": "api"}},
         {"id": "build", "type": "build_audience", "config": {"filter": {"field": "country", "op": "eq",
                                                                         "value": "FR"}}},
         {"id": "dedup", "type": "dedup", "config": {"fields": ["email"], "ignore_case": True, "rule": "smallest",
@@ -72,7 +73,8 @@ def start(acme, people, eager, graph, *, test=False):
             run = services.campaign_test(tenant=acme, campaign=campaign, by=marketer)
         else:
             services.campaign_publish(tenant=acme, campaign=campaign, by=marketer)
-            run = services.campaign_start(tenant=acme, campaign=campaign, by=marketer)
+            services.campaign_start(tenant=acme, campaign=campaign, by=marketer)
+            run = services.campaign_trigger(tenant=acme, campaign=campaign, by=marketer)
     with tenant_scope(acme):
         run.refresh_from_db()
     assert run.status == "completed", run.error
