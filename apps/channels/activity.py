@@ -55,6 +55,11 @@ def channel_config_schema(channel: str) -> dict[str, Any]:
                        "anything is sent (apps/approvals); a change afterwards voids the approval"}
     if channel != "file":
         schema["properties"].update({
+            "send_without_confirmation": {
+                "type": "boolean", "default": False,
+                "description": "one-off campaigns started by hand: send as soon as the delivery is prepared, without "
+                               "waiting for someone to confirm the counts (recurring, scheduled and triggered runs "
+                               "never wait)"},
             "rate_per_second": {"type": "integer", "minimum": 1, "maximum": MAX_RATE_PER_SECOND,
                                 "description": "throttling of this delivery (the tenant's limit applies too)"},
             "batch_size": {"type": "integer", "minimum": 1, "maximum": 1000},
@@ -65,6 +70,20 @@ def channel_config_schema(channel: str) -> dict[str, Any]:
                                       "end": {"type": "string", "pattern": HHMM}}},
         })
     return schema
+
+
+def run_is_one_off(run: Any) -> bool:
+    """A run of a one-off campaign started by hand (docs/channels.md, "Send confirmation"): not a
+    test, not started by a schedule or an API trigger, and its (frozen) Scheduler is neither
+    recurring nor waiting for API triggers ("Run now" of a recurring campaign does not count)."""
+    from apps.campaigns.models import RunTrigger
+    from apps.campaigns.schedules import RECURRING_MODES, start_spec
+
+    if run.is_test or run.trigger != RunTrigger.MANUAL:
+        return False
+    found = start_spec(run.graph or {})
+    mode = (found[1].get("mode") if found else None) or "asap"
+    return mode not in RECURRING_MODES and mode != "api"
 
 
 class ChannelActivity(Activity):
@@ -121,9 +140,36 @@ class ChannelActivity(Activity):
             counts = sending.delivery_counts(delivery)
             ctx.log(f"Delivery {delivery.pk}: {counts['targeted']} targeted, {counts['pending']} to send, "
                     f"{counts['excluded']} excluded.", delivery=delivery.pk, excluded=counts["excluded_by_reason"])
+            if self.requires_confirmation(config, ctx):
+                return self._await_confirmation(delivery, ctx, counts)
             return self.begin(delivery, ctx, population)
         delivery = Delivery.objects.get(pk=delivery_id)
+        if delivery.status == DeliveryStatus.AWAITING_CONFIRMATION:  # woken early: wait on
+            return self._confirmation_wait(delivery, ctx, sending.delivery_counts(delivery))
         return self.follow(delivery, ctx, population)
+
+    def requires_confirmation(self, config: dict[str, Any], ctx: ExecutionContext) -> bool:
+        """Whether the prepared delivery waits for someone to confirm it before anything is sent:
+        live runs of one-off campaigns started by hand, unless `send_without_confirmation`.
+        File exports only write a file to download, so they never wait."""
+        if ctx.is_test or self.channel == "file" or config.get("send_without_confirmation"):
+            return False
+        return run_is_one_off(ctx.run)
+
+    def _await_confirmation(self, delivery: Delivery, ctx: ExecutionContext, counts: dict[str, Any]) -> Wait:
+        delivery.status = DeliveryStatus.AWAITING_CONFIRMATION
+        delivery.counts = counts
+        delivery.save(update_fields=["status", "counts"])
+        ctx.log(f"Delivery {delivery.pk} is prepared and waits for confirmation: {counts['pending']} to send, "
+                f"{counts['excluded']} excluded.", delivery=delivery.pk, to_send=counts["pending"],
+                excluded=counts["excluded_by_reason"])
+        return self._confirmation_wait(delivery, ctx, counts)
+
+    def _confirmation_wait(self, delivery: Delivery, ctx: ExecutionContext, counts: dict[str, Any]) -> Wait:
+        # No wake-up time: only a decision (apps.channels.services.delivery_confirm / _cancel) wakes it.
+        return Wait(until=None, state={**ctx.state, "delivery": delivery.pk},
+                    reason=f"Waiting for confirmation of delivery {delivery.pk}: {counts['pending']} to send, "
+                           f"{counts['excluded']} excluded.")
 
     def _approval(self, config: dict[str, Any], ctx: ExecutionContext, population: Population,
                   schema: DataSchema) -> Done | Wait | None:

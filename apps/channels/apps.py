@@ -9,3 +9,6 @@ class ChannelsConfig(AppConfig):
     name = "apps.channels"
     label = "channels"
     verbose_name = "Channels and deliveries"
+
+    def ready(self) -> None:
+        from apps.channels import receivers  # noqa: F401

@@ -10,11 +10,12 @@ from django.db import transaction
 
 from apps.channels import content as content_module
 from apps.channels import encryption, personalization, providers, selectors
-from apps.channels.models import ChannelSettings
+from apps.channels.models import ChannelSettings, Delivery, DeliveryStatus, Message, MessageStatus
 from apps.channels.selectors import channel_settings_get
-from apps.core.errors import ApplicationError, NotFound
+from apps.core.errors import ApplicationError, Conflict, NotFound, PermissionDenied
 from apps.schemas import selectors as schema_selectors
-from apps.tenants.models import Tenant, User
+from apps.tenants.models import Membership, Tenant, User
+from apps.tenants.roles import role_can
 from apps.tenants.scoping import tenant_scope
 from apps.tenants.services import audit_record
 
@@ -185,3 +186,111 @@ def content_proof_send(*, tenant: Tenant, by: User | None, channel: str, content
     audit_record(tenant=tenant, actor=by, action="channels.proof_send", object_type="channels.content",
                  data={"channel": channel, "recipients": len(to), "sent": sum(r["sent"] for r in results)})
     return {"rendered": rendered, "results": results}
+
+
+# Send confirmation of one-off campaigns -----------------------------------------------------------
+
+CONFIRM_CAPABILITY = "campaigns.run"
+
+
+def _require(tenant: Tenant, by: User | None, capability: str) -> None:
+    if by is None:  # the system acts with full rights
+        return
+    membership = Membership.objects.filter(tenant=tenant, user=by, is_active=True).first()
+    if membership is None or not role_can(membership.role, capability):
+        raise PermissionDenied()
+
+
+def _awaiting(tenant: Tenant, delivery: Delivery) -> Delivery:
+    """The delivery's row, locked, if it still waits for confirmation; else 409."""
+    with tenant_scope(tenant):
+        locked = Delivery.objects.select_for_update().filter(tenant=tenant, pk=delivery.pk).first()
+    if locked is None:
+        raise NotFound("No such delivery.")
+    if locked.status != DeliveryStatus.AWAITING_CONFIRMATION:
+        raise Conflict(f"The delivery is not waiting for confirmation (it is {locked.get_status_display().lower()}).",
+                       code="not_awaiting_confirmation")
+    return locked
+
+
+def _decided(delivery: Delivery, *, status: str, by: User | None) -> None:
+    from django.utils import timezone
+
+    delivery.status = status
+    delivery.decided_by = by if by is not None and by.is_authenticated else None
+    delivery.decided_at = timezone.now()
+    fields = ["status", "decided_by", "decided_at"]
+    if status == DeliveryStatus.CANCELLED:
+        delivery.finished_at = delivery.decided_at
+        fields.append("finished_at")
+    delivery.save(update_fields=fields)
+
+
+def _run_log(delivery: Delivery, message: str) -> None:
+    from apps.campaigns import engine
+    from apps.campaigns.models import Run
+
+    run = Run.objects.filter(pk=delivery.run_id).only("id", "tenant_id").first()
+    if run is not None:
+        engine.log(run, message, node_id=delivery.node_id, delivery=delivery.pk)
+
+
+@transaction.atomic
+def delivery_confirm(*, tenant: Tenant, delivery: Delivery, by: User | None) -> Delivery:
+    """Confirm a prepared delivery that waits for confirmation: it starts sending (its node wakes
+    and sends senders). 409 when it does not wait (any more)."""
+    from apps.channels import sending
+
+    with tenant_scope(tenant):
+        _require(tenant, by, CONFIRM_CAPABILITY)
+        delivery = _awaiting(tenant, delivery)
+        counts = sending.delivery_counts(delivery)
+        _decided(delivery, status=DeliveryStatus.SENDING, by=by)
+        who = by.email if by is not None and by.is_authenticated else "the system"
+        _run_log(delivery, f"Delivery {delivery.pk} confirmed by {who}: {counts['pending']} to send.")
+        audit_record(tenant=tenant, actor=by, action="delivery.confirm", obj=delivery,
+                     data={"run": delivery.run_id, "node": delivery.node_id, "to_send": counts["pending"],
+                           "excluded": counts["excluded"]})
+        sending._wake_node(delivery)
+    return delivery
+
+
+@transaction.atomic
+def delivery_cancel(*, tenant: Tenant, delivery: Delivery, by: User | None) -> Delivery:
+    """Cancel a prepared delivery that waits for confirmation: its pending messages become
+    `cancelled`, nothing is sent, and its node finishes as for a stopped delivery (ports `sent`
+    and `failed` empty, `excluded` with the excluded and cancelled recipients)."""
+    from apps.channels import sending
+
+    with tenant_scope(tenant):
+        _require(tenant, by, CONFIRM_CAPABILITY)
+        delivery = _awaiting(tenant, delivery)
+        cancelled = _cancel_pending(tenant, delivery)
+        _decided(delivery, status=DeliveryStatus.CANCELLED, by=by)
+        who = by.email if by is not None and by.is_authenticated else "the system"
+        _run_log(delivery, f"Delivery {delivery.pk} cancelled by {who}: nothing is sent ({cancelled} cancelled).")
+        audit_record(tenant=tenant, actor=by, action="delivery.cancel", obj=delivery,
+                     data={"run": delivery.run_id, "node": delivery.node_id, "cancelled": cancelled})
+        sending._wake_node(delivery)
+    return delivery
+
+
+def _cancel_pending(tenant: Tenant, delivery: Delivery) -> int:
+    with tenant_scope(tenant):
+        return Message.objects.filter(tenant=tenant, delivery=delivery, status=MessageStatus.PENDING).update(
+            status=MessageStatus.CANCELLED)
+
+
+def deliveries_cancel_for_run(*, run: Any) -> int:
+    """The run ended (stopped, failed): deliveries still waiting for confirmation are cancelled,
+    so none of them can be confirmed (and sent) later."""
+    with tenant_scope(run.tenant), transaction.atomic():
+        waiting = list(Delivery.objects.select_for_update().filter(
+            tenant_id=run.tenant_id, run_id=run.pk, status=DeliveryStatus.AWAITING_CONFIRMATION))
+        for delivery in waiting:
+            cancelled = _cancel_pending(run.tenant, delivery)
+            _decided(delivery, status=DeliveryStatus.CANCELLED, by=None)
+            audit_record(tenant=run.tenant, actor=None, action="delivery.cancel", obj=delivery,
+                         data={"run": run.pk, "node": delivery.node_id, "cancelled": cancelled,
+                               "run_status": run.status})
+    return len(waiting)

@@ -24,7 +24,8 @@ def email_graph(**config):
     return {
         "nodes": [{"id": "start", "type": "scheduler", "config": {"mode": "asap"}},
                   {"id": "who", "type": "build_audience", "config": {"filter": {}}},
-                  {"id": "mail", "type": "email", "config": {"content": CONTENT, **config}},
+                  {"id": "mail", "type": "email",
+                   "config": {"content": CONTENT, "send_without_confirmation": True, **config}},
                   {"id": "done", "type": "end"}],
         "edges": [{"from": "start", "port": "out", "to": "who"}, {"from": "who", "port": "out", "to": "mail"},
                   {"from": "mail", "port": "sent", "to": "done"}],

@@ -119,7 +119,8 @@ def test_signed_status_reports_of_sms(acme, people, eager, http_sink):
                                              sms_webhook_secret="sms-key")
     profile_upsert(tenant=acme, values={"id": "a", "phone": "+33611111111", "sms_opt_in": True}, by=None)
     graph = email_graph()
-    graph["nodes"][2] = {"id": "mail", "type": "sms", "config": {"content": {"text": "Hi"}}}
+    graph["nodes"][2] = {"id": "mail", "type": "sms",
+                         "config": {"content": {"text": "Hi"}, "send_without_confirmation": True}}
     run_campaign(acme, people, eager, graph)
     with tenant_scope(acme):
         key = str(Message.objects.get().idempotency_key)

@@ -14,6 +14,7 @@ from tests.channels.test_email_activity import nodes_of, run_campaign
 
 
 def graph(node):
+    node = {**node, "config": {"send_without_confirmation": True, **node["config"]}}
     return {
         "nodes": [{"id": "start", "type": "scheduler", "config": {"mode": "asap"}},
                   {"id": "who", "type": "build_audience", "config": {"filter": {}}}, node],

@@ -32,7 +32,7 @@ def graph(**config):
                   {"id": "who", "type": "build_audience", "config": {"filter": {}}},
                   {"id": "mail", "type": "email", "config": {
                       "content": {"subject": "Hi {{ profile.first_name }}", "html": "<p>{{ profile.id }}</p>"},
-                      **config}}],
+                      "send_without_confirmation": True, **config}}],
         "edges": [{"from": "start", "port": "out", "to": "who"}, {"from": "who", "port": "out", "to": "mail"}],
     }
 

@@ -125,14 +125,16 @@ class ContentValidationSerializer(serializers.Serializer):
 class DeliverySerializer(serializers.ModelSerializer):
     campaign_name = serializers.CharField(source="campaign.name", read_only=True)
     channel = serializers.CharField(read_only=True, help_text="email, sms, push or file")
-    status = serializers.CharField(read_only=True, help_text="sending, done or cancelled")
+    status = serializers.CharField(read_only=True, help_text="awaiting_confirmation, sending, done or cancelled")
+    decided_by = serializers.EmailField(source="decided_by.email", read_only=True, default=None,
+                                        help_text="who confirmed or cancelled it (when it waited for confirmation)")
     has_file = serializers.SerializerMethodField()
 
     class Meta:
         model = Delivery
         fields = ["id", "campaign", "campaign_name", "run", "node_id", "channel", "dimension", "status", "targeted",
                   "rate_per_second", "window_starts_at", "window_ends_at", "counts", "created_at", "finished_at",
-                  "has_file"]
+                  "decided_by", "decided_at", "has_file"]
 
     def get_has_file(self, obj) -> bool:
         return obj.channel == "file" and obj.status == "done"

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.channels.api import views
+from apps.channels.api import confirmations, reports, views
 
 d = views.DeliveryViewSet
 
@@ -13,8 +13,11 @@ urlpatterns = [
     path("channels/content/preview", views.ContentPreviewView.as_view(), name="channel-content-preview"),
     path("channels/content/proof", views.ProofView.as_view(), name="channel-content-proof"),
     path("channels/report", views.ReportView.as_view(), name="channel-report"),
+    path("channels/report.csv", reports.ReportCsvView.as_view(), name="channel-report-csv"),
     path("channels/deliveries/", d.as_view({"get": "list"}), name="delivery-list"),
     path("channels/deliveries/<int:pk>/", d.as_view({"get": "retrieve"}), name="delivery-detail"),
     path("channels/deliveries/<int:pk>/messages/", d.as_view({"get": "messages"}), name="delivery-messages"),
     path("channels/deliveries/<int:pk>/file", d.as_view({"get": "file"}), name="delivery-file"),
+    path("channels/deliveries/<int:pk>/confirm", confirmations.DeliveryConfirmView.as_view(), name="delivery-confirm"),
+    path("channels/deliveries/<int:pk>/cancel", confirmations.DeliveryCancelView.as_view(), name="delivery-cancel"),
 ]
