@@ -35,10 +35,11 @@ def report_csv_response(*, tenant: Tenant, campaign: Any = None, run: Any = None
         report = selectors.delivery_report(**scope, bucket=bucket)
         lines = reports.over_time_csv(reports.report_series(report["over_time"], bucket=bucket,
                                                             time_zone=tenant.time_zone))
-        filename += f"-by-{bucket}"
     for field in ("campaign", "run", "delivery"):
         if scope[field] not in (None, ""):
             filename += f"-{field}-{int(scope[field])}"  # an id: the selector refused anything else
+    if table == "over_time":
+        filename += f"-by-{bucket}"
     response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}.csv"'
     return response
