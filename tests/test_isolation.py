@@ -216,7 +216,8 @@ def test_other_tenant_gets_404_on_objects(route, world, db):
 @pytest.mark.parametrize("route", [r for r in _tenant_routes() if not r.params and "get" in r.methods], ids=str)
 def test_collections_never_show_another_tenant(route, world, db):
     owner = api_client_for(world["acme"]["admin"].user)
-    theirs = owner.get(route.path).json()
+    answer = owner.get(route.path)
+    theirs = answer.json() if answer["Content-Type"].startswith("application/json") else None  # CSV routes
     for role in ROLES:
         response = api_client_for(world["globex"][role].user).get(route.path)
         if response.status_code != 200:
