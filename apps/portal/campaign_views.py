@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 from apps.campaigns import selectors, services, why
 from apps.campaigns.models import Campaign, CampaignStatus, NodeState, Run
 from apps.core.errors import ApplicationError
+from apps.portal.confirmation_views import confirmation_context
 from apps.portal.graph_layout import layout
 from apps.portal.views import portal_page
 from apps.tenants.roles import Role, role_can
@@ -229,6 +230,7 @@ def _campaign_page(request: HttpRequest, campaign: Campaign, *, draft_form: Draf
         "log_form": log_form, "log": _log_entries(run, log_form) if run else [],
         "role_label": Role(request.membership.role).label,
         **graph_context(campaign, run, problems),
+        **confirmation_context(request, run),
     }
     return render(request, "portal/campaigns/detail.html", context, status=status)
 

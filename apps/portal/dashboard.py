@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from apps.campaigns.models import CampaignStatus
 from apps.campaigns.selectors import campaign_list, run_list
-from apps.portal.selectors import membership_emails
+from apps.portal.selectors import deliveries_awaiting_confirmation, membership_emails
 from apps.tenants.models import AuditEntry
 from apps.tenants.roles import Role, role_can
 from apps.tenants.selectors import audit_list, role_counts
@@ -85,6 +85,19 @@ def campaigns_card(request: HttpRequest) -> Card:
     return Card(title="Campaigns", template="portal/campaigns/_card.html", span=6,
                 data={"total": sum(counts.values()), "rows": rows, "recent": recent},
                 link=("All campaigns", reverse("portal:campaigns")))
+
+
+@dashboard_card("confirmations", order=15)
+def confirmations_card(request: HttpRequest) -> Card | None:
+    """Deliveries of one-off campaigns waiting for someone to confirm their send; hidden when none."""
+    waiting = deliveries_awaiting_confirmation(tenant=request.tenant)
+    if not waiting:
+        return None
+    rows = [{"delivery": d, "to_send": (d.counts or {}).get("pending"),
+             "url": reverse("portal:campaign-detail", kwargs={"campaign_id": d.campaign_id}) + f"?run={d.run_id}"}
+            for d in waiting[:10]]
+    return Card(title="Waiting for confirmation", template="portal/cards/confirmations.html", span=6,
+                data={"rows": rows, "total": len(waiting)})
 
 
 @dashboard_card("team", order=50)
@@ -178,6 +191,10 @@ def describe_activity(entry: AuditEntry, *, emails: dict[str, str]) -> str:
         return f"added {data.get('email') or who} as {label}"
     if entry.action == "member.update":
         return _member_update_phrase(entry, who)
+    if entry.action == "delivery.confirm":
+        return f"confirmed delivery #{entry.object_id} ({data.get('to_send', '?')} to send)"
+    if entry.action == "delivery.cancel":
+        return f"cancelled delivery #{entry.object_id} (nothing sent)"
     return entry.action.replace(".", " ").replace("_", " ")
 
 

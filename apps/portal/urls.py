@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.portal import campaign_views, data_views, views
+from apps.portal import campaign_views, confirmation_views, data_views, report_views, views
 
 app_name = "portal"
 
@@ -22,6 +22,17 @@ urlpatterns = [
          campaign_views.transition_preview, name="campaign-transition"),
     path("campaigns/<int:campaign_id>/runs/<int:run_id>/log/", campaign_views.run_log, name="campaign-run-log"),
     path("campaigns/<int:campaign_id>/runs/<int:run_id>/why/", campaign_views.run_why, name="campaign-run-why"),
+    path("campaigns/<int:campaign_id>/runs/<int:run_id>/confirmations/", confirmation_views.run_confirmations,
+         name="campaign-run-confirmations"),
+    path("campaigns/<int:campaign_id>/deliveries/<int:delivery_id>/confirmation/<slug:decision>/",
+         confirmation_views.delivery_decide, name="delivery-decide"),
+    path("campaigns/<int:campaign_id>/report/", report_views.campaign_report, name="campaign-report"),
+    path("campaigns/<int:campaign_id>/report/export/", report_views.campaign_report_export,
+         name="campaign-report-export"),
+    path("campaigns/<int:campaign_id>/deliveries/<int:delivery_id>/", report_views.delivery_report,
+         name="delivery-report"),
+    path("campaigns/<int:campaign_id>/deliveries/<int:delivery_id>/export/", report_views.delivery_report_export,
+         name="delivery-report-export"),
     path("audiences/", data_views.audience_list, name="audiences"),
     path("audiences/new/", data_views.audience_new, name="audience-new"),
     path("audiences/builder/", data_views.audience_builder, name="audience-builder"),
