@@ -86,6 +86,8 @@ WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u
 SESSION_SETTINGS = "SET LOCAL work_mem = '64MB'; SET LOCAL jit = off"
 # Staging tables live in the session's temporary schema; one import runs at a time per connection.
 STAGE, ROWS, REJECTS = sql.Identifier("import_stage"), sql.Identifier("import_rows"), sql.Identifier("import_rejects")
+# The first load's single pass notes the lines it leaves out here, through pg_temp.schemas_import_reject.
+REJECTED = sql.Identifier("import_rejected")
 
 
 class ImportFailed(Exception):
@@ -714,6 +716,7 @@ class _Loader:
         self.columns: list[_Column] = []
         self.ncols = 0
         self.is_jsonl = job.format == ImportFormat.JSONL
+        self.duplicate_keys = False  # found by the first load's single pass
 
     # -- the phases --------------------------------------------------------------------------
     def run(self) -> None:
@@ -727,10 +730,12 @@ class _Loader:
             _progress(self.job, rows_read=read)
             if read == 0 and self.is_jsonl:
                 raise ImportFailed("The file has no lines.")
+            if self.job.mode == ImportMode.UPSERT and self._first_load(read):
+                return
             rejected = self._check()
             _progress(self.job, rows_valid=read - rejected, rows_rejected=rejected)
             if rejected:
-                self._write_rejects_report()
+                self._write_rejects_report(S("SELECT line FROM {} WHERE NOT ok").format(ROWS))
             if rejected and self.job.mode == ImportMode.ALL_OR_NOTHING:
                 raise ImportFailed(self._all_or_nothing_message(rejected))
             self._write(read, rejected)
@@ -739,7 +744,8 @@ class _Loader:
 
     def _drop(self) -> None:
         with transaction.atomic(), connection.cursor() as cur:
-            self._execute(cur, S("DROP TABLE IF EXISTS {}, {}, {}, import_lines").format(STAGE, ROWS, REJECTS))
+            self._execute(cur, S("DROP TABLE IF EXISTS {}, {}, {}, {}, import_lines").format(
+                STAGE, ROWS, REJECTS, REJECTED))
 
     def _execute(self, cur: Any, statement: sql.Composable, params: Any = None) -> Any:
         _raw(cur).execute(statement, params)
@@ -1045,14 +1051,24 @@ class _Loader:
                 "SELECT x.line, x.ok, CASE WHEN x.ok THEN x.key END, CASE WHEN x.ok THEN {attributes} END "
                 "FROM ({values}) x CROSS JOIN LATERAL (SELECT {named}) a RETURNING ok) "
                 "SELECT count(*) FILTER (WHERE NOT ok) FROM rows").format(
-                rows=ROWS, attributes=self._attributes_sql(), values=self._values_sql(),
-                named=S(", ").join(S("x.{} AS {}").format(Id(f"v{c.i}"), Id(c.field.name)) for c in self.columns))
+                rows=ROWS, attributes=self._attributes_sql(), values=self._values_sql(), named=self._named())
             ).fetchone()[0]
         return rejected
 
-    def _write_rejects_report(self) -> None:
-        """The rejects of the first REJECTS_REPORT_MAX_LINES rejected lines, one row per value that
-        does not fit, written as CSV with formula-looking cells neutralised."""
+    def _named(self) -> sql.Composable:
+        """The row `a` whose to_jsonb() is a row's attributes: each column's value named by its
+        field, and for CSV the defaults of the fields the file has no column for, as jsonb
+        columns (cheaper than concatenating a defaults object to every row's attributes)."""
+        named = [S("x.{} AS {}").format(Id(f"v{c.i}"), Id(c.field.name)) for c in self.columns]
+        if not self.is_jsonl:
+            named += [S("{}::jsonb AS {}").format(L(json.dumps(value)), Id(name))
+                      for name, value in sorted(self._absent_defaults().items())]
+        return S(", ").join(named)
+
+    def _write_rejects_report(self, rejected_lines: sql.Composable) -> None:
+        """The rejects of the first REJECTS_REPORT_MAX_LINES rejected lines (`rejected_lines`
+        selects them), one row per value that does not fit, written as CSV with formula-looking
+        cells neutralised."""
         entries = [S("(0, '', s.shape_value, s.shape_reason)")]
         formed = S("s.shape_reason IS NULL")
         if self.is_jsonl:
@@ -1067,8 +1083,8 @@ class _Loader:
             entries.append(S("(0, '', left(s.doc::text, {max}), CASE WHEN s.shape_reason IS NULL AND "
                              "jsonb_typeof(s.doc) <> 'object' THEN 'not a JSON object' END)").format(
                 max=L(REJECT_VALUE_MAX)))
-        lines = S("line IN (SELECT line FROM {rows} WHERE NOT ok ORDER BY line LIMIT {limit})").format(
-            rows=ROWS, limit=L(REJECTS_REPORT_MAX_LINES))
+        lines = S("line IN (SELECT line FROM ({rejected}) r ORDER BY line LIMIT {limit})").format(
+            rejected=rejected_lines, limit=L(REJECTS_REPORT_MAX_LINES))
         unknown = S("")
         if self.is_jsonl:
             unknown = S(" UNION ALL SELECT s.line, 10000, u.key, left(u.value::text, {max}), {reason} "
@@ -1137,7 +1153,8 @@ class _Loader:
         """The attributes a row of `x` (see _values_sql) writes.
 
         CSV: the columns' values without the empty ones, plus the defaults of the fields the file
-        has no column for (which apply to new records only: see _upsert_sql).
+        has no column for (columns of `a` too, see _named; they apply to new records only: see
+        _upsert_sql).
         JSON lines: the keys the line has, a null where it gives null (it removes that value); the
         write phase applies defaults to new records and removes the nulls."""
         obj = S("to_jsonb(a)")  # `a`: the values named by their fields (see _check)
@@ -1148,8 +1165,8 @@ class _Loader:
         null_keys = S("array_remove(ARRAY[{}]::text[], NULL)").format(S(", ").join(
             S("CASE WHEN x.{} IS NULL THEN {} END").format(Id(f"v{c.i}"), L(c.field.name)) for c in self.columns))
         any_null = S(" OR ").join(S("x.{} IS NULL").format(Id(f"v{c.i}")) for c in self.columns)
-        return S("({d}::jsonb || (CASE WHEN {any_null} THEN {obj} - {null_keys} ELSE {obj} END))").format(
-            d=L(json.dumps(self._absent_defaults())), any_null=any_null, obj=obj, null_keys=null_keys)
+        return S("(CASE WHEN {any_null} THEN {obj} - {null_keys} ELSE {obj} END)").format(
+            any_null=any_null, obj=obj, null_keys=null_keys)
 
     def _defaults(self) -> dict[str, Any]:
         return {f.name: f.default for f in self.fields.values() if f.default is not None}
@@ -1163,24 +1180,17 @@ class _Loader:
             _finish(self.job, ImportStatus.SUCCEEDED)
             return
         for dedup in (False, True):
+            if dedup is False and self.duplicate_keys:
+                continue
             try:
                 with transaction.atomic(), connection.cursor() as cur:
                     self._execute(cur, S(SESSION_SETTINGS))
-                    locked = self._execute(cur, S(
-                        "SELECT 1 FROM schemas_dataschema WHERE tenant_id = %s AND id = %s FOR UPDATE"),
-                        [self.tenant_id, self.schema.pk]).fetchone()
-                    if locked is None:
-                        raise ImportFailed("The schema was deleted during the import.")
-                    if self._fingerprint(_schema_fields(self.schema)) != self.fingerprint:
-                        raise ImportFailed("The schema's fields changed during the import; nothing was written. "
-                                           "Import the file again.")
-                    empty = not self._execute(cur, S(
-                        "SELECT EXISTS (SELECT 1 FROM schemas_record WHERE tenant_id = %s AND schema_id = %s)"),
-                        [self.tenant_id, self.schema.pk]).fetchone()[0]
+                    empty = self._lock_schema(cur)
                     if empty and not dedup:
                         # Nothing to merge with, and no record can appear while the schema row is
                         # locked: a plain INSERT (a quarter faster than ON CONFLICT's speculative one).
-                        inserted, updated = self._execute(cur, self._insert_sql()).rowcount, 0
+                        rows = S("SELECT line, key, attributes FROM {} WHERE ok").format(ROWS)
+                        inserted, updated = self._execute(cur, self._insert_sql(rows)).rowcount, 0
                     else:
                         inserted, updated = self._execute(cur, self._upsert_sql(dedup)).fetchone()
                     _finish(self.job, ImportStatus.SUCCEEDED, rows_inserted=inserted, rows_updated=updated)
@@ -1189,15 +1199,68 @@ class _Loader:
                 # A key appears on several valid lines: write again, keeping the last of each.
                 continue
 
-    def _insert_sql(self) -> sql.Composable:
+    def _lock_schema(self, cur: Any) -> bool:
+        """Lock the schema's row FOR UPDATE (record writes and schema changes of this schema wait,
+        readers do not) after checking that it and its fields are as the import found them;
+        returns whether the schema has no record."""
+        locked = self._execute(cur, S(
+            "SELECT 1 FROM schemas_dataschema WHERE tenant_id = %s AND id = %s FOR UPDATE"),
+            [self.tenant_id, self.schema.pk]).fetchone()
+        if locked is None:
+            raise ImportFailed("The schema was deleted during the import.")
+        if self._fingerprint(_schema_fields(self.schema)) != self.fingerprint:
+            raise ImportFailed("The schema's fields changed during the import; nothing was written. "
+                               "Import the file again.")
+        return not self._execute(cur, S(
+            "SELECT EXISTS (SELECT 1 FROM schemas_record WHERE tenant_id = %s AND schema_id = %s)"),
+            [self.tenant_id, self.schema.pk]).fetchone()[0]
+
+    def _first_load(self, read: int) -> bool:
+        """Phases 2 and 3 in one pass, for an upsert into a schema that has no record yet: one
+        `INSERT … SELECT` checks and converts every staged row and writes the rows that fit
+        straight into `schemas_record`; a row that does not fit calls
+        `pg_temp.schemas_import_reject(line)`, which notes its line (rejects are rare, so the
+        call costs nothing on the whole) for the rejects report. This skips writing and reading
+        back the converted rows (`import_rows`), at the price of holding the schema's lock while
+        the rows are checked and of `rows_valid`/`rows_rejected` appearing only at the end.
+        Returns False, having changed nothing, when the schema has records (the two-pass way then
+        merges) or when a key is on several lines (the two-pass way keeps the last of each)."""
+        try:
+            with transaction.atomic(), connection.cursor() as cur:
+                self._execute(cur, S(SESSION_SETTINGS))
+                if not self._lock_schema(cur):
+                    return False
+                self._execute(cur, S("CREATE TEMP TABLE {} (line bigint)").format(REJECTED))
+                self._execute(cur, S(
+                    "CREATE OR REPLACE FUNCTION pg_temp.schemas_import_reject(bigint) RETURNS boolean "
+                    "LANGUAGE sql VOLATILE AS 'INSERT INTO pg_temp.{} (line) VALUES ($1) RETURNING false'").format(
+                    REJECTED))
+                rows = S("SELECT x.line, x.key, {attributes} AS attributes FROM ({values}) x "
+                         "CROSS JOIN LATERAL (SELECT {named}) a "
+                         "WHERE CASE WHEN x.ok THEN true ELSE pg_temp.schemas_import_reject(x.line) END").format(
+                    attributes=self._attributes_sql(), values=self._values_sql(), named=self._named())
+                inserted = self._execute(cur, self._insert_sql(rows)).rowcount
+                rejected = self._execute(cur, S("SELECT count(*) FROM {}").format(REJECTED)).fetchone()[0]
+                _progress(self.job, rows_valid=read - rejected, rows_rejected=rejected)
+                if rejected:
+                    self._write_rejects_report(S("SELECT line FROM {}").format(REJECTED))
+                _finish(self.job, ImportStatus.SUCCEEDED, rows_inserted=inserted, rows_updated=0)
+            return True
+        except pg_errors.UniqueViolation:
+            self.duplicate_keys = True
+            return False
+
+    def _insert_sql(self, rows: sql.Composable) -> sql.Composable:
+        """The plain INSERT of a first load: `rows` gives each new record's line, key and
+        attributes."""
         attributes = S("x.attributes")
         if self.is_jsonl:
             attributes = S("({d}::jsonb - ARRAY(SELECT jsonb_object_keys(x.attributes))) || (x.attributes - ARRAY("
                            "SELECT e.key FROM jsonb_each(x.attributes) e WHERE e.value = 'null'::jsonb))").format(
                 d=L(json.dumps(self._defaults())))
         return S("INSERT INTO schemas_record (tenant_id, schema_id, key, attributes, created_at, updated_at) "
-                 "SELECT {t}, {s}, x.key, {attributes}, now(), now() FROM {rows} x WHERE x.ok").format(
-            t=L(self.tenant_id), s=L(self.schema.pk), attributes=attributes, rows=ROWS)
+                 "SELECT {t}, {s}, x.key, {attributes}, now(), now() FROM ({rows}) x").format(
+            t=L(self.tenant_id), s=L(self.schema.pk), attributes=attributes, rows=rows)
 
     def _upsert_sql(self, dedup: bool) -> sql.Composable:
         rows = S("SELECT line, key, attributes FROM {rows} WHERE ok").format(rows=ROWS)

@@ -8,6 +8,8 @@ statement, helped by the expression indexes that fields marked `indexed` ask for
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.validators import RegexValidator
 from django.db import models
 
@@ -114,7 +116,12 @@ class Record(TenantOwnedModel):
     every record write locks its schema's row first and fails when the row is gone
     (services._lock_schema, the import's write phase, the Update data activity), and deleting a
     schema or a tenant deletes its records (services.schema_delete, Django's cascade;
-    tests/schemas/test_record_integrity.py)."""
+    tests/schemas/test_record_integrity.py).
+
+    Its primary key in the database is (tenant_id, id) (migration 0005), not `id` alone: one
+    B-tree on ids instead of the usual two (`id`, and the (tenant, id) every tenant-owned table
+    has), as every read by id names the tenant. Django still sees `id` as the primary key, which the
+    identity column keeps unique."""
 
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+", editable=False,
                                db_index=False, db_constraint=False)
@@ -127,12 +134,22 @@ class Record(TenantOwnedModel):
 
     class Meta(TenantOwnedModel.Meta):
         constraints = [
-            *TenantOwnedModel.Meta.constraints,
+            # (tenant, id) is the primary key (see above), not a constraint of its own
             models.UniqueConstraint(fields=["tenant", "schema", "key"], name="schemas_record_tenant_schema_key"),
         ]
 
     def __str__(self) -> str:
         return f"{self.schema_id}:{self.key}"
+
+    # Django writes an instance by `id` alone; naming the tenant lets the (tenant_id, id) key find it.
+    def _do_update(self, base_qs: Any, *args: Any, **kwargs: Any) -> Any:
+        return super()._do_update(base_qs.filter(tenant_id=self.tenant_id), *args, **kwargs)
+
+    def delete(self, using: str | None = None, keep_parents: bool = False) -> tuple[int, dict[str, int]]:
+        deleted = type(self).dangerously_unscoped.using(using or "default").filter(
+            tenant_id=self.tenant_id, pk=self.pk).delete()
+        self.id = None
+        return deleted
 
 
 class ImportMode(models.TextChoices):

@@ -293,3 +293,21 @@ def test_duplicate_keys_in_a_schema_without_records(acme):
     job = run(acme, HEADER + "d,first@x.org,,,,,\nd,second@x.org,,,,,\ne,e@x.org,,,,,\n")
     assert (job.status, job.rows_valid, job.rows_inserted, job.rows_updated) == (ImportStatus.SUCCEEDED, 3, 2, 0)
     assert records(acme)["d"]["email"] == "second@x.org"
+
+
+def test_a_first_load_with_duplicate_keys_and_rejects_reports_them_once(acme):
+    # The single pass of a first load meets the duplicate, gives way to the two-pass import, and
+    # nothing of the single pass (rows, noted rejects) is left over.
+    job = run(acme, HEADER + "d,first@x.org,,,,,\nbad,not-an-email,,,,,\nd,second@x.org,,,,,\n")
+    assert (job.status, job.rows_read, job.rows_valid, job.rows_rejected, job.rows_inserted) == (
+        ImportStatus.SUCCEEDED, 3, 2, 1, 1)
+    assert records(acme) == {"d": {"id": "d", "email": "second@x.org", "sms_opt_in": False, "push_tokens": []}}
+    assert rejects(job) == [{"line": "3", "column": "email", "value": "not-an-email",
+                             "reason": "not an e-mail address"}]
+
+
+def test_a_first_load_applies_the_defaults_of_fields_without_a_column(acme):
+    job = run(acme, "id,email\nx,x@x.org\ny,\n")
+    assert (job.status, job.rows_inserted, job.rows_rejected) == (ImportStatus.SUCCEEDED, 2, 0)
+    defaults = {"email_opt_in": True, "sms_opt_in": False, "push_tokens": []}
+    assert records(acme) == {"x": {"id": "x", "email": "x@x.org", **defaults}, "y": {"id": "y", **defaults}}

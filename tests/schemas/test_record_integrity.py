@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from apps.core.errors import NotFound
 from apps.schemas import services
-from apps.schemas.models import DataSchema
+from apps.schemas.models import DataSchema, Record
+from apps.tenants.scoping import tenant_scope
 from tests.schemas.world import build_purchases
 
 
@@ -64,3 +66,23 @@ def test_deleting_a_tenant_deletes_its_records_and_no_other(acme, globex, people
     assert _records(acme.pk) == 0
     assert _records(globex.pk) == kept
     assert _orphans() == 0
+
+
+def test_the_primary_key_is_tenant_and_id_and_record_writes_name_the_tenant(acme, people):
+    # One B-tree on ids, (tenant_id, id) (migration schemas.0005): a write by id alone could not use it.
+    assert _count("SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                  "WHERE i.indrelid = 'schemas_record'::regclass AND i.indisprimary "
+                  "AND pg_get_indexdef(i.indexrelid) LIKE '%%(tenant_id, id)'") == 1
+    assert _count("SELECT count(*) FROM pg_indexes WHERE tablename = 'schemas_record' "
+                  "AND indexdef LIKE '%%(id)'") == 0
+    schema = build_purchases(acme)
+    with tenant_scope(acme):
+        record = Record.objects.filter(schema=schema).first()
+    with CaptureQueriesContext(connection) as captured:
+        services.record_update(tenant=acme, schema=schema, record=record, values={"amount": "7"}, by=None)
+        services.record_delete(tenant=acme, schema=schema, record=record, by=None)
+    writes = [q["sql"] for q in captured.captured_queries if q["sql"].startswith(("UPDATE \"schemas_record\"",
+                                                                                 "DELETE FROM \"schemas_record\""))]
+    assert len(writes) == 2
+    assert all(f'"schemas_record"."tenant_id" = {acme.pk}' in statement for statement in writes)
+    assert _records(acme.pk, schema.pk) == 2
