@@ -8,6 +8,7 @@ A result is `sent`, `failed` (permanent: the address or the payload was refused)
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import hmac
 import http.client
@@ -17,7 +18,9 @@ import smtplib
 import socket
 import ssl
 import time
+import uuid
 from dataclasses import dataclass, field
+from email.header import Header
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 from typing import Any
@@ -108,6 +111,49 @@ def build_email(config: ChannelSettings, email: Email) -> EmailMessage:
     return message
 
 
+def _header(value: str) -> str:
+    """A header value on one line, RFC 2047-encoded (and folded) when it is not plain ASCII."""
+    value = " ".join(value.splitlines())
+    if value.isascii() and len(value) < 900:
+        return value
+    return Header(value, "utf-8").encode(linesep="\r\n")
+
+
+def _part(content_type: str, body: str) -> bytes:
+    """One text part: 7bit when it is short-lined ASCII, else quoted-printable UTF-8; CRLF lines."""
+    lines = body.splitlines()
+    if body.isascii() and all(len(line) < 990 for line in lines):
+        encoding, payload = "7bit", "".join(f"{line}\r\n" for line in lines).encode()
+    else:
+        encoding = "quoted-printable"
+        payload = binascii.b2a_qp("".join(f"{line}\n" for line in lines).encode(), istext=True).replace(
+            b"\n", b"\r\n")
+    head = f'Content-Type: {content_type}; charset="utf-8"\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n'
+    return head.encode() + payload
+
+
+def email_bytes(config: ChannelSettings, email: Email) -> bytes:
+    """The same message as `build_email`, written directly as bytes (RFC 5322 / MIME: text part,
+    plus an HTML alternative when there is HTML). A tenth of the cost of building and flattening
+    an EmailMessage, which was most of a sender's time per e-mail."""
+    sender = formataddr((config.from_name, config.from_email), charset="utf-8") if config.from_name else (
+        config.from_email)
+    headers = [("From", sender), ("To", email.to), ("Subject", email.subject)]
+    if config.reply_to:
+        headers.append(("Reply-To", config.reply_to))
+    headers += [("Date", formatdate(localtime=False)), ("Message-ID", f"<{email.message_id}>"),
+                *email.headers.items(), ("MIME-Version", "1.0")]
+    head = "".join(f"{name}: {_header(value)}\r\n" for name, value in headers).encode()
+    text = _part("text/plain", email.text or " ")
+    if not email.html:
+        return head + text
+    boundary = f"=_{uuid.uuid4().hex}"
+    return b"".join([
+        head, f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode(),
+        f"--{boundary}\r\n".encode(), text, f"\r\n--{boundary}\r\n".encode(), _part("text/html", email.html),
+        f"\r\n--{boundary}--\r\n".encode()])
+
+
 class SmtpSender:
     """One SMTP session for a batch: `with SmtpSender(config) as smtp: smtp.send(email)`."""
 
@@ -159,9 +205,13 @@ class SmtpSender:
                 self.connect()
             except ProviderError as exc:
                 return Result(RETRY, str(exc))
-        message = build_email(self.config, email)
         try:
-            refused = self.connection.send_message(message, from_addr=self.config.from_email, to_addrs=[email.to])
+            if email.to.isascii() and self.config.from_email.isascii():
+                refused = self.connection.sendmail(self.config.from_email, [email.to],
+                                                   email_bytes(self.config, email))
+            else:  # internationalized addresses: SMTPUTF8, as the email package does it
+                refused = self.connection.send_message(build_email(self.config, email),
+                                                       from_addr=self.config.from_email, to_addrs=[email.to])
         except smtplib.SMTPRecipientsRefused as exc:
             code, reason = next(iter(exc.recipients.values()), (550, b""))
             return _smtp_refusal(code, reason)
