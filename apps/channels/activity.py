@@ -160,9 +160,6 @@ class ChannelActivity(Activity):
         delivery.status = DeliveryStatus.AWAITING_CONFIRMATION
         delivery.counts = counts
         delivery.save(update_fields=["status", "counts"])
-        ctx.log(f"Delivery {delivery.pk} is prepared and waits for confirmation: {counts['pending']} to send, "
-                f"{counts['excluded']} excluded.", delivery=delivery.pk, to_send=counts["pending"],
-                excluded=counts["excluded_by_reason"])
         return self._confirmation_wait(delivery, ctx, counts)
 
     def _confirmation_wait(self, delivery: Delivery, ctx: ExecutionContext, counts: dict[str, Any]) -> Wait:

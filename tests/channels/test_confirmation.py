@@ -74,7 +74,7 @@ def test_a_one_off_live_run_waits_with_its_counts_until_confirmed(acme, people, 
     assert shown["counts"]["pending"] == 3 and shown["counts"]["targeted"] == 5
     assert shown["counts"]["excluded_by_reason"] == {"no_address": 1, "no_consent": 1}
     with tenant_scope(acme):
-        assert any("waits for confirmation: 3 to send, 2 excluded" in log.message for log in run.logs.all())
+        assert any(f"Waiting for confirmation of delivery {delivery.pk}: 3 to send, 2 excluded." == log.message for log in run.logs.all())
 
     marketer = people["acme"]["marketer"].user
     with eager(execute=True):
@@ -241,3 +241,17 @@ def test_the_option_is_in_the_config_schema_of_sending_channels_only(acme, peopl
     run = run_campaign(acme, people, eager, graph)
     assert run.status == "completed", run.error
     assert waiting_delivery(run).status == "done"
+
+
+def test_a_confirmation_while_the_campaign_is_paused_is_sent_on_resume(acme, people, eager, smtp_ready, audience):
+    run = run_campaign(acme, people, eager, one_off_graph())
+    delivery = waiting_delivery(run)
+    marketer = people["acme"]["marketer"].user
+    with tenant_scope(acme), eager(execute=True):
+        services.campaign_pause(tenant=acme, campaign=run.campaign, by=marketer)
+        channel_services.delivery_confirm(tenant=acme, delivery=delivery, by=marketer)
+    assert refreshed(run).status == "paused" and campaign_mail(smtp_ready) == []
+    with tenant_scope(acme), eager(execute=True):
+        services.campaign_resume(tenant=acme, campaign=run.campaign, by=marketer)
+    assert refreshed(run).status == "completed", run.error
+    assert len(campaign_mail(smtp_ready)) == 3
