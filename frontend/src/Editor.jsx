@@ -8,6 +8,8 @@ import { errorProblems, results } from "./api.js";
 import { autoLayout } from "./layout.js";
 import { ActivityNode, FlowEdge, GROUP_LABELS, NODE_STATUS, statusText } from "./parts.jsx";
 import { initialConfig, outputPorts } from "./ports.js";
+import { loadFields } from "./FilterBuilder.jsx";
+import { isLiquidPath } from "./LiquidEditor.jsx";
 import { ObjectFields, normalizePath } from "./SchemaForm.jsx";
 
 const GROUPS = ["flow", "targeting", "data", "channels", "approvals"];
@@ -247,14 +249,71 @@ function Connections({ node, ports, nodes, edges, types, onConnect, onRemoveEdge
   );
 }
 
+/** The channels API's check of a channel activity's content (Liquid syntax with lines, filters,
+ *  names against the schema's fields and the campaign's variables), 400 ms after the last edit. */
+function useContentCheck(api, type, content, dimension, variables) {
+  const channel = CHANNEL_OF[type];
+  const [check, setCheck] = useState(null); // {problems} | {error}
+  const [fields, setFields] = useState([]);
+  const contentJson = JSON.stringify(content === undefined ? {} : content);
+  const variableNames = (variables || []).map((v) => v && v.name).filter(Boolean);
+  const variablesJson = JSON.stringify(variableNames);
+  useEffect(() => {
+    if (!channel) return undefined;
+    let live = true;
+    loadFields(api, dimension).then((list) => { if (live) setFields(list.map((f) => f.name)); }).catch(() => {});
+    return () => { live = false; };
+  }, [api, channel, dimension]);
+  useEffect(() => {
+    if (!channel) return undefined;
+    let live = true;
+    const timer = setTimeout(() => {
+      api.post("channels/content/validate", { channel, content: JSON.parse(contentJson), schema: dimension,
+        variables: variableNames })
+        .then((answer) => { if (live) setCheck({ problems: answer.problems || [] }); })
+        .catch((error) => { if (live) setCheck({ error: error.message }); });
+    }, 400);
+    return () => { live = false; clearTimeout(timer); };
+  }, [api, channel, contentJson, dimension, variablesJson]); // eslint-disable-line
+  const problemsAt = useCallback((path) => {
+    const want = normalizePath(path);
+    return ((check && check.problems) || []).filter((p) => p.path && `config.content.${normalizePath(p.path)}` === want);
+  }, [check]);
+  const names = useMemo(() => ({ fields, variables: variableNames }), [fields.join("|"), variablesJson]); // eslint-disable-line
+  if (!channel) return null;
+  return { check, problemsAt, names };
+}
+
+/** The result of the content check: what it found outside a template field (the message's
+ *  shape), or that the templates are valid. */
+function ContentCheck({ liquid }) {
+  if (!liquid || !liquid.check) return null;
+  const { check } = liquid;
+  if (check.error) return <p className="field__errors" data-testid="content-check">The message cannot be checked: {check.error}</p>;
+  if (!check.problems.length) {
+    return <p className="cv-valid" data-testid="content-check">✓ The message's Liquid is valid.</p>;
+  }
+  const elsewhere = check.problems.filter((p) => !isLiquidPath(`config.content.${normalizePath(p.path)}`));
+  return (
+    <div className="field__errors" data-testid="content-check">
+      <p>! {check.problems.length} problem{check.problems.length === 1 ? "" : "s"} in the message (shown at the fields)</p>
+      {elsewhere.length ? (
+        <ul>{elsewhere.map((p, i) => <li key={i}>{p.path ? `${p.path}: ` : ""}{p.line ? `line ${p.line}: ` : ""}
+          {p.message}</li>)}</ul>) : null}
+    </div>
+  );
+}
+
 function ConfigPanel({ node, type, problems, ctx, readOnly, onChange, onDelete, graphParts }) {
   const nodeProblems = problems.filter((p) => p.node === node.id);
   const problemsAt = useCallback((path) => nodeProblems.filter((p) => normalizePath(p.path) === normalizePath(path)),
     [nodeProblems]);
+  const dimension = (node.data.config && node.data.config.dimension) || ctx.dimension;
+  const liquid = useContentCheck(ctx.api, node.data.atype, node.data.config && node.data.config.content, dimension,
+    ctx.variables);
   if (!type) {
     return <div className="cv-panel__body"><p className="text-danger">Unknown activity type {node.data.atype}.</p></div>;
   }
-  const dimension = (node.data.config && node.data.config.dimension) || ctx.dimension;
   return (
     <div className="cv-panel__body" data-testid="config-panel">
       <h3 className="cv-panel__title">{type.label} <code>{node.id}</code></h3>
@@ -267,9 +326,12 @@ function ConfigPanel({ node, type, problems, ctx, readOnly, onChange, onDelete, 
       <fieldset disabled={readOnly} className="cv-panel__form">
         <legend className="visually-hidden">Configuration of {node.id}</legend>
         <ObjectFields id={`cfg-${node.id}`} schema={type.config_schema} value={node.data.config} path="config"
-          problemsAt={problemsAt} ctx={{ ...ctx, dimension }}
+          problemsAt={problemsAt}
+          ctx={{ ...ctx, dimension, readOnly, liquid, nodeConfig: node.data.config,
+            setNodeConfig: (config) => onChange(node.id, config || {}) }}
           onChange={(config) => onChange(node.id, config || {})} />
       </fieldset>
+      <ContentCheck liquid={liquid} />
       <MessagePreview api={ctx.api} type={node.data.atype} config={node.data.config} dimension={dimension} />
       {!readOnly && graphParts ? (
         <Connections node={node} ports={outputPorts(node.data.atype, node.data.config, type)} {...graphParts} />
@@ -463,6 +525,7 @@ export function Editor({ api, config }) {
         await Promise.all([loadDraft(map), loadCampaign()]);
       } catch (error) {
         setLoadError(error.message);
+        if (config.restoreFallback) config.restoreFallback();
       }
     })();
   }, []); // eslint-disable-line
@@ -932,7 +995,8 @@ export function Editor({ api, config }) {
                 problems={problems} readOnly={!canBuild} onChange={changeConfig} onDelete={(ids) => deleteNodes(ids)}
                 graphParts={{ nodes, edges, types, onConnect,
                   onRemoveEdge: (edgeId) => deleteNodes([], [edgeId]) }}
-                ctx={{ api, dimension: (campaign && campaign.dimension) || config.dimension }} />
+                ctx={{ api, dimension: (campaign && campaign.dimension) || config.dimension, campaignId,
+                  variables: campaign ? campaign.variables : [] }} />
             ) : (
               <div className="cv-panel__body">
                 <h3 className="cv-panel__title">Draft v{draft.number}</h3>

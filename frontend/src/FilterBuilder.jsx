@@ -33,7 +33,8 @@ function family(type) {
 }
 
 const fieldCache = new Map();
-function loadFields(api, dimension) {
+/** The fields of a schema (cached for the page). */
+export function loadFields(api, dimension) {
   if (!fieldCache.has(dimension)) {
     const promise = api.get(`schemas/${encodeURIComponent(dimension)}/fields/?page_size=500`)
       .then((data) => (Array.isArray(data) ? data : data.results || []))

@@ -2,7 +2,9 @@
 // values, lists of objects, nested objects; filter-language fields get the rule builder; what the
 // form cannot express (oneOf, free-form objects) is edited as JSON in place.
 import { useEffect, useState } from "react";
+import { FileSource, isFileSource } from "./FileSource.jsx";
 import { FilterBuilder } from "./FilterBuilder.jsx";
+import { LiquidField, isLiquidPath } from "./LiquidEditor.jsx";
 
 export function humanize(name) {
   const text = String(name).replace(/_/g, " ");
@@ -41,6 +43,22 @@ export function setKey(object, key, value, keepEmpty) {
   if (isEmpty(value) && !keepEmpty) delete next[key];
   else next[key] = value;
   return next;
+}
+
+/** The content API's problems of a template ({line, message}) and the graph validation's ones at
+ *  the same path ("line 2: …"), once each. */
+function mergeLineProblems(checked, fromGraph) {
+  const seen = new Set();
+  const out = [];
+  const parsed = (fromGraph || []).map((p) => {
+    const m = /^line (\d+): ([\s\S]*)$/.exec(p.message || "");
+    return m ? { line: Number(m[1]), message: m[2] } : { line: null, message: p.message };
+  });
+  for (const p of [...(checked || []), ...parsed]) {
+    const key = `${p.line || ""}|${p.message}`;
+    if (!seen.has(key)) { seen.add(key); out.push(p); }
+  }
+  return out;
 }
 
 function FieldProblems({ problems }) {
@@ -195,6 +213,10 @@ export function SchemaField({ id, name, schema, required, value, onChange, path,
     return <FilterBuilder id={id} label={label} value={value} onChange={onChange} help={help}
       problems={problems} ctx={ctx} />;
   }
+  if (isFileSource(schema) && ctx && ctx.campaignId) {
+    return <FileSource id={id} label={label} value={value} onChange={onChange} help={help} ctx={ctx}
+      problems={[...problems, ...problemsAt(`${path}.upload`), ...problemsAt(`${path}.variable`)]} />;
+  }
   if (schema.oneOf || schema.anyOf && !schema.properties || kind === "any") {
     return <JsonField id={id} label={label} value={value} onChange={onChange} help={help} problems={problems} />;
   }
@@ -244,6 +266,11 @@ export function SchemaField({ id, name, schema, required, value, onChange, path,
         <FieldProblems problems={problems} />
       </div>
     );
+  }
+  if (kind === "string" && ctx && ctx.liquid && isLiquidPath(path)) {
+    return <LiquidField id={id} label={label} optional={optional} value={value} onChange={onChange} help={help}
+      multiline={/\.(html|text|body)$/.test(path)} readOnly={ctx.readOnly} names={ctx.liquid.names}
+      problems={mergeLineProblems(ctx.liquid.problemsAt(path), problems)} />;
   }
   if (kind === "string") {
     const long = (schema.maxLength || 0) > 1000;

@@ -14,11 +14,14 @@ export class ApiError extends Error {
 export function makeApi({ base, csrf }) {
   async function call(method, path, body) {
     const headers = { Accept: "application/json", "X-CSRFToken": csrf, "X-Requested-With": "fetch" };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
+    // A FormData body (an upload) is sent as multipart, with the boundary the browser chooses.
+    const form = typeof FormData !== "undefined" && body instanceof FormData;
+    if (body !== undefined && !form) headers["Content-Type"] = "application/json";
     let response;
     try {
       response = await fetch(base + path, {
-        method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body),
+        method, headers, credentials: "same-origin",
+        body: body === undefined ? undefined : form ? body : JSON.stringify(body),
       });
     } catch (exc) {
       throw new ApiError(0, { error: { message: "The server cannot be reached. Check your connection." } });
@@ -35,6 +38,9 @@ export function makeApi({ base, csrf }) {
     get: (path) => call("GET", path),
     post: (path, body) => call("POST", path, body === undefined ? {} : body),
     put: (path, body) => call("PUT", path, body),
+    del: (path) => call("DELETE", path),
+    /** multipart POST of `form` (FormData). */
+    upload: (path, form) => call("POST", path, form),
   };
 }
 

@@ -8,7 +8,7 @@ import "./canvas.css";
 import { makeApi } from "./api.js";
 import { Editor } from "./Editor.jsx";
 
-function mount(element) {
+function mount(element, restoreFallback) {
   const d = element.dataset;
   const config = {
     campaignId: Number(d.campaign),
@@ -17,6 +17,7 @@ function mount(element) {
     dimension: d.dimension || "profile",
     runId: d.run ? Number(d.run) : null,
     jsonEditor: d.jsonEditor || "",
+    restoreFallback,
   };
   const api = makeApi({ base: d.api || "/api/v1/", csrf: d.csrf || "" });
   createRoot(element).render(
@@ -31,10 +32,12 @@ function mount(element) {
 function start() {
   const element = document.getElementById("campaign-canvas");
   if (!element) return;
-  // What the server drew for pages without JavaScript (the draft's problems, the static graph)
-  // goes stale as soon as the canvas edits: the canvas shows both, live.
-  document.querySelectorAll("[data-canvas-replaces]").forEach((el) => { el.style.display = "none"; });
-  mount(element);
+  // What the server drew for pages without JavaScript (the draft's problems, the static graph,
+  // the header's lifecycle buttons) goes stale as soon as the canvas edits, or duplicates the
+  // canvas's toolbar: the canvas shows all of it, live. A canvas that cannot load gives it back.
+  const replaced = [...document.querySelectorAll("[data-canvas-replaces]")];
+  replaced.forEach((el) => { el.hidden = true; el.style.display = "none"; });
+  mount(element, () => replaced.forEach((el) => { el.hidden = false; el.style.display = ""; }));
 }
 
 if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);

@@ -366,3 +366,207 @@ def test_a_channel_activity_previews_its_message_for_a_chosen_profile(page, acme
     preview.get_by_label("Key of the profile record to preview with").fill("nobody")
     preview.get_by_role("button", name="Preview").click()
     expect(preview.get_by_role("alert")).to_contain_text("No such record")
+
+
+def _load_graph(load_config: dict) -> dict:
+    return {
+        "nodes": [{"id": "start", "type": "scheduler", "config": {"mode": "asap"}, "position": {"x": 0, "y": 0}},
+                  {"id": "load", "type": "load_file", "config": load_config, "position": {"x": 260, "y": 0}},
+                  {"id": "done", "type": "end", "config": {}, "position": {"x": 520, "y": 0}}],
+        "edges": [{"from": "start", "port": "out", "to": "load"}, {"from": "load", "port": "out", "to": "done"}],
+    }
+
+
+CUSTOMERS = b"email,amount\nada@example.test,12\nbob@example.test,7\ncy@example.test,30\n"
+
+
+def test_a_load_file_uploads_its_file_from_the_panel_and_takes_the_columns_found(page, live_server, acme, people,
+                                                                                password):
+    from tests.activities.datafiles import upload
+
+    marketer = people["acme"]["marketer"].user
+    with tenant_scope(acme):
+        campaign = services.campaign_create(tenant=acme, by=marketer, name="Loaded", graph=_load_graph({}))
+    earlier = upload(acme, campaign, "code;points\nA;1\n", name="earlier.csv", by=marketer)
+    page.set_viewport_size({"width": 1600, "height": 1500})
+    sign_in(page, "marketer@acme.test", password)
+    page.goto(f"/campaigns/{campaign.pk}/")
+    cv = page.get_by_test_id("campaign-canvas")
+    # With JavaScript, the header's lifecycle buttons give way to the canvas's own toolbar.
+    header = page.get_by_test_id("campaign-actions")
+    expect(header.get_by_role("button", name="Publish")).to_be_hidden()
+    expect(header.get_by_role("button", name="Test run")).to_be_hidden()
+    expect(cv.get_by_role("button", name="Publish")).to_be_visible()
+    expect(header.locator('button[data-action="test"]')).to_have_count(1)  # still in the page, hidden
+    expect(page.get_by_role("button", name="Test run")).to_have_count(1)
+
+    panel = page.get_by_test_id("config-panel")
+    _select(page, "load")
+    source = panel.get_by_test_id("file-source")
+    expect(_node(page, "load").get_by_test_id("node-problems")).to_be_visible()
+    # The campaign's uploads are offered; a new one is uploaded from the panel and chosen.
+    expect(source.get_by_label("Uploaded file").locator("option")).to_contain_text(["— choose a file —",
+                                                                                    "earlier.csv · 16 B"])
+    source.get_by_label("Upload a file").set_input_files(
+        files=[{"name": "customers.csv", "mimeType": "text/csv", "buffer": CUSTOMERS}])
+    chosen = source.get_by_test_id("file-chosen")
+    expect(chosen).to_contain_text("customers.csv")
+    expect(chosen).to_contain_text(f"{len(CUSTOMERS)} B")
+    expect(chosen).to_contain_text("by marketer@acme.test")
+    expect(source.get_by_test_id("file-preview")).to_contain_text("email,amount\nada@example.test,12")
+    columns = source.get_by_role("table", name="Columns found in the file")
+    expect(columns.locator("tbody tr")).to_have_count(2)
+    expect(columns.locator("tbody tr").nth(0).get_by_role("cell")).to_have_text(["email", "email", "email"])
+    expect(columns.locator("tbody tr").nth(1).get_by_role("cell")).to_have_text(["amount", "integer", "amount"])
+    page.screenshot(path=str(ARTIFACTS / "canvas-load-file-upload.png"), full_page=True)
+    source.get_by_role("button", name="Use these columns").click()
+    expect(panel.locator('.cv-item[data-item="1"]').get_by_label("Name")).to_have_value("amount")
+    expect(_node(page, "load").get_by_test_id("node-problems")).to_have_count(0)
+    cv.get_by_role("button", name="Save draft").click()
+    expect(page.get_by_test_id("save-state")).to_contain_text("Saved")
+
+    from apps.files.models import CampaignFile
+    with tenant_scope(acme):
+        stored = CampaignFile.objects.get(campaign=campaign, name="customers.csv")
+        config = {n["id"]: n for n in services.draft_version(campaign).graph["nodes"]}["load"]["config"]
+    assert stored.size == len(CUSTOMERS)
+    assert config["file"] == {"upload": stored.pk}
+    assert [(c["name"], c["type"]) for c in config["columns"]] == [("email", "email"), ("amount", "integer")]
+
+    # An earlier upload can be chosen instead; its columns are read with the activity's options.
+    source.get_by_label("Uploaded file").select_option(str(earlier.pk))
+    expect(chosen).to_contain_text("earlier.csv")
+    expect(source.get_by_test_id("file-preview")).to_have_count(0)  # no line preview: the API has none
+    expect(columns.locator("tbody tr").get_by_role("cell")).to_have_text(["code_points", "string", "code;points"])
+    panel.get_by_label("Delimiter").fill(";")
+    expect(columns.locator("tbody tr")).to_have_count(2)
+    expect(columns.locator("tbody tr").nth(1).get_by_role("cell")).to_have_text(["points", "integer", "points"])
+
+    # Without JavaScript the header's buttons are the way to act.
+    plain = page.context.browser.new_context(java_script_enabled=False, base_url=live_server.url)
+    try:
+        nojs = plain.new_page()
+        sign_in(nojs, "marketer@acme.test", password)
+        nojs.goto(f"/campaigns/{campaign.pk}/")
+        expect(nojs.get_by_test_id("campaign-actions").get_by_role("button", name="Publish")).to_be_visible()
+        expect(nojs.get_by_test_id("campaign-actions").get_by_role("button", name="Test run")).to_be_visible()
+    finally:
+        plain.close()
+
+
+def test_the_liquid_editor_marks_errors_on_their_line_completes_names_and_previews(page, acme, people, password):
+    graph = {
+        "nodes": [{"id": "start", "type": "scheduler", "config": {"mode": "asap"}, "position": {"x": 0, "y": 0}},
+                  {"id": "audience", "type": "build_audience", "config": {"filter": {}}, "position": {"x": 260, "y": 0}},
+                  {"id": "mail", "type": "email", "config": {"content": {"subject": "Hello", "text": "Hi"}},
+                   "position": {"x": 520, "y": 0}}],
+        "edges": [{"from": "start", "port": "out", "to": "audience"}, {"from": "audience", "port": "out", "to": "mail"}],
+    }
+    with tenant_scope(acme):
+        profile_upsert(tenant=acme, by=None, values={"id": "ada", "email": "ada@example.test", "first_name": "Ada"})
+        campaign = services.campaign_create(tenant=acme, by=people["acme"]["marketer"].user, name="Liquid",
+                                            graph=graph)
+    page.set_viewport_size({"width": 1600, "height": 1500})
+    sign_in(page, "marketer@acme.test", password)
+    page.goto(f"/campaigns/{campaign.pk}/")
+    panel = page.get_by_test_id("config-panel")
+    _select(page, "mail")
+    check = panel.get_by_test_id("content-check")
+    expect(check).to_have_text("✓ The message's Liquid is valid.")
+    text = panel.get_by_role("textbox", name=re.compile(r"^Text"))
+    expect(text).to_have_attribute("aria-multiline", "true")
+    # Highlighted as Liquid: the delimiters and the names are styled spans, not plain text.
+    text.fill("Hello {{ profile.first_name }}\n{% if profile.first_name %}Hi{% endif\nBye")
+    text_field = panel.locator(".cv-liquid", has=page.get_by_role("textbox", name=re.compile(r"^Text")))
+    expect(text_field.locator(".cm-line").nth(0).locator("span")).not_to_have_count(0)
+    problems = text_field.get_by_test_id("liquid-problems")
+    expect(problems).to_have_text("Line 2: Syntax error: missing tag name or closing delimiter.")
+    expect(text_field.locator(".cm-lint-marker-error")).to_have_count(1)  # in the gutter, on line 2
+    expect(check).to_contain_text("! 1 problem in the message")
+    page.screenshot(path=str(ARTIFACTS / "canvas-liquid-error.png"), full_page=True)
+
+    # An unknown field and an unknown filter are reported on their lines too.
+    text.fill("Hello {{ profile.first_name }}\nSize {{ profile.shoe_size }}\n{{ profile.email | shout }}")
+    expect(problems.locator("li")).to_have_text(["Line 3: Unknown filter 'shout'.",
+                                                 "Line 2: Unknown field profile.shoe_size."])
+    text.fill("Hello {{ profile.first_name }},\nsee you soon.")
+    expect(problems).to_have_count(0)
+    expect(check).to_have_text("✓ The message's Liquid is valid.")
+
+    # Typed with the keyboard: Liquid's braces close themselves and profile fields are completed.
+    subject = panel.get_by_role("textbox", name=re.compile(r"^Subject"))
+    expect(subject).to_have_attribute("aria-multiline", "false")
+    subject.click()
+    page.keyboard.press("End")
+    page.keyboard.type(" {{ profile.first_")
+    expect(page.get_by_role("option", name=re.compile(r"^first_name"))).to_be_visible()
+    page.wait_for_timeout(150)  # CodeMirror ignores Enter for 75 ms after the list changes (interactionDelay)
+    page.keyboard.press("Enter")
+    expect(subject).to_have_text("Hello {{ profile.first_name}}")
+    page.keyboard.press("Enter")  # one line: Enter adds no line break
+    expect(subject).to_have_text("Hello {{ profile.first_name}}")
+    page.keyboard.press("Tab")  # the editor does not trap the keyboard
+    expect(subject).not_to_be_focused()
+
+    preview = panel.get_by_test_id("message-preview")
+    preview.get_by_label("Key of the profile record to preview with").fill("ada")
+    preview.get_by_role("button", name="Preview").click()
+    expect(preview).to_contain_text("Hello Ada")
+    expect(preview).to_contain_text("see you soon.")
+    page.screenshot(path=str(ARTIFACTS / "canvas-liquid-preview.png"), full_page=True)
+    page.get_by_test_id("campaign-canvas").get_by_role("button", name="Save draft").click()
+    expect(page.get_by_test_id("save-state")).to_contain_text("Saved")
+    with tenant_scope(acme):
+        saved = {n["id"]: n for n in services.draft_version(campaign).graph["nodes"]}["mail"]["config"]["content"]
+    assert saved == {"subject": "Hello {{ profile.first_name}}", "text": "Hello {{ profile.first_name }},\nsee you soon."}
+
+
+def test_a_node_failing_in_a_live_run_shows_failed_with_its_error_without_a_reload(page, worker, acme, people,  # noqa: F811
+                                                                                  password):
+    from tests.activities.datafiles import upload
+
+    marketer = people["acme"]["marketer"].user
+    with tenant_scope(acme):
+        campaign = services.campaign_create(tenant=acme, by=marketer, name="Bad feed", graph=_load_graph({}))
+    feed = upload(acme, campaign, "email,amount\nada@example.test,12\nbob@example.test,lots\ncy@example.test,3\n",
+                  name="feed.csv", by=marketer)
+    graph = _load_graph({"file": {"upload": feed.pk}, "max_rejects": 0,
+                         "columns": [{"name": "email", "type": "email"}, {"name": "amount", "type": "integer"}]})
+    graph["nodes"].insert(1, {"id": "pause", "type": "wait", "config": {"mode": "duration", "duration": "3s"},
+                              "position": {"x": 130, "y": 160}})
+    graph["edges"][0] = {"from": "start", "port": "out", "to": "pause"}
+    graph["edges"].append({"from": "pause", "port": "out", "to": "load"})
+    with tenant_scope(acme):
+        version = services.draft_version(campaign)
+        services.draft_update(tenant=acme, campaign=campaign, by=marketer, graph=graph, revision=version.revision)
+    page.set_viewport_size({"width": 1600, "height": 1500})
+    sign_in(page, "marketer@acme.test", password)
+    page.goto(f"/campaigns/{campaign.pk}/")
+    cv = page.get_by_test_id("campaign-canvas")
+    expect(page.get_by_test_id("canvas-valid")).to_be_visible()
+    cv.get_by_role("button", name="Publish").click()
+    expect(page.get_by_test_id("campaign-status")).to_have_text("published")
+    page.evaluate("window.__sameDocument = true")
+    cv.get_by_role("button", name="Start live").click()
+    expect(page.get_by_test_id("canvas")).to_have_attribute("data-mode", "monitor")
+    # The run is followed as it goes: the wait first, then the load that fails.
+    expect(_node(page, "pause")).to_contain_text(re.compile(r"‖ Waiting|▶ Running"))
+    expect(_node(page, "load")).to_contain_text("○ Pending")
+    with tenant_scope(acme):
+        run = Run.objects.get(campaign=campaign, is_test=False)
+    assert _run_until_done(acme, run.pk).status == "failed"
+    load = _node(page, "load")
+    expect(load).to_contain_text("✕ Failed")
+    expect(load.get_by_role("note")).to_have_text(
+        "✕ 1 line(s) of feed.csv were rejected, more than the 0 allowed (first: line 3, column 'amount': "
+        "not an integer). Nothing was loaded.")
+    expect(load).to_have_attribute("aria-label", re.compile(r"^Load file load, Failed"))
+    expect(_node(page, "pause")).to_contain_text("✓ Done")
+    expect(page.get_by_test_id("run-status")).to_have_text("failed")
+    expect(page.get_by_test_id("run-summary").get_by_role("alert")).to_contain_text("load: 1 line(s) of feed.csv")
+    expect(page.get_by_test_id("campaign-status")).to_have_text("failed")
+    assert page.evaluate("window.__sameDocument") is True  # refreshed by polling, never by a reload
+    page.screenshot(path=str(ARTIFACTS / "canvas-live-node-failed.png"), full_page=True)
+    load.locator(".cv-node__head").click()
+    expect(page.get_by_test_id("node-log")).to_contain_text("✕ Failed")
+    expect(page.get_by_test_id("node-log")).to_contain_text("rejected, more than the 0 allowed")
