@@ -108,3 +108,23 @@ def test_run_of_another_campaign_is_404(acme, people, portal, live_run, eager): 
     other = start(acme, people, eager, GRAPH, test=True)
     url = reverse("portal:campaign-run-why", kwargs={"campaign_id": other.campaign_id, "run_id": live_run.pk})
     assert portal("acme", "admin").get(url + "?key=sent1").status_code == 404
+
+
+@pytest.mark.browser
+def test_a_viewer_traces_a_record_from_the_campaign_page_in_chromium(page, transactional_db, people, password,
+                                                                       live_run):
+    from playwright.sync_api import expect
+
+    from tests.portal.browser import ARTIFACTS, sign_in
+
+    sign_in(page, people["acme"]["viewer"].email, password)
+    page.goto(reverse("portal:campaign-detail", kwargs={"campaign_id": live_run.campaign_id}) + f"?run={live_run.pk}")
+    form = page.get_by_test_id("why-form")
+    expect(form).to_be_visible()  # not replaced by the canvas
+    form.get_by_label(f"Where did this record go in run #{live_run.pk}?").fill("optout")
+    form.get_by_role("button", name="Trace").click()
+    page.wait_for_url(f"**{why_url(live_run)}?key=optout")
+    expect(page.locator('tr[data-node="mail"]')).to_have_attribute("data-status", "dropped")
+    expect(page.get_by_test_id("why-summary")).to_have_text(
+        "Dropped at E-mail (mail): Excluded: No consent (opted out or unsubscribed).")
+    page.screenshot(path=str(ARTIFACTS / "why-page.png"), full_page=True)
