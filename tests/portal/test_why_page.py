@@ -31,7 +31,7 @@ def rows(html):
     return dict(re.findall(r'<tr data-node="([^"]+)" data-status="([^"]+)">', html))
 
 
-def test_campaign_page_has_the_form_for_the_shown_run(portal, live_run):
+def test_campaign_page_has_the_form_for_the_shown_run(portal, live_run):  # noqa: F811
     html = portal("acme", "viewer").get(
         reverse("portal:campaign-detail", kwargs={"campaign_id": live_run.campaign_id}) + f"?run={live_run.pk}"
     ).content.decode()
@@ -40,14 +40,14 @@ def test_campaign_page_has_the_form_for_the_shown_run(portal, live_run):
     assert 'name="key"' in html
 
 
-def test_without_a_key_the_page_shows_the_form_only(portal, live_run):
+def test_without_a_key_the_page_shows_the_form_only(portal, live_run):  # noqa: F811
     response = portal("acme", "marketer").get(why_url(live_run))
     assert response.status_code == 200
     html = response.content.decode()
     assert 'data-testid="why-page-form"' in html and 'data-testid="why-result"' not in html
 
 
-def test_excluded_for_consent_at_the_email(portal, live_run):
+def test_excluded_for_consent_at_the_email(portal, live_run):  # noqa: F811
     response = portal("acme", "marketer").get(why_url(live_run, key="optout"))
     assert response.status_code == 200
     html = response.content.decode()
@@ -57,7 +57,7 @@ def test_excluded_for_consent_at_the_email(portal, live_run):
     assert "<code>excluded</code>" in html
 
 
-def test_duplicate_complement_audience_and_sent(portal, live_run):
+def test_duplicate_complement_audience_and_sent(portal, live_run):  # noqa: F811
     client = portal("acme", "admin")
     html = client.get(why_url(live_run, key="zoe")).content.decode()
     assert rows(html)["dedup"] == "dropped" and "Kept: <code>adam</code>" in html
@@ -74,13 +74,13 @@ def test_duplicate_complement_audience_and_sent(portal, live_run):
     ("", "Enter the key of the record to look for."),
     ("x" * 256, "At most 255 characters."),
 ])
-def test_bad_key_is_400_with_the_reason(portal, live_run, key, message):
+def test_bad_key_is_400_with_the_reason(portal, live_run, key, message):  # noqa: F811
     response = portal("acme", "viewer").get(why_url(live_run, key=key))
     assert response.status_code == 400
     assert message in response.content.decode()
 
 
-def test_purged_run_is_409_with_the_explanation(acme, portal, live_run):
+def test_purged_run_is_409_with_the_explanation(acme, portal, live_run):  # noqa: F811
     with tenant_scope(acme):
         Run.objects.filter(pk=live_run.pk).update(finished_at=timezone.now() - dt.timedelta(days=40))
     assert services.dangerously_purge_expired_runs() == 1
@@ -91,14 +91,14 @@ def test_purged_run_is_409_with_the_explanation(acme, portal, live_run):
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_every_role_sees_the_page(portal, live_run, role):
+def test_every_role_sees_the_page(portal, live_run, role):  # noqa: F811
     response = portal("acme", role).get(why_url(live_run, key="other"))
     assert response.status_code == 200
     assert rows(response.content.decode())["split"] == "dropped"
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_another_tenant_gets_404(portal, live_run, role):
+def test_another_tenant_gets_404(portal, live_run, role):  # noqa: F811
     response = portal("globex", role).get(why_url(live_run, key="sent1"))
     assert response.status_code == 404
     assert b"sent1@example.test" not in response.content
@@ -112,7 +112,7 @@ def test_run_of_another_campaign_is_404(acme, people, portal, live_run, eager): 
 
 @pytest.mark.browser
 def test_a_viewer_traces_a_record_from_the_campaign_page_in_chromium(page, transactional_db, people, password,
-                                                                       live_run):
+                                                                       live_run):  # noqa: F811
     from playwright.sync_api import expect
 
     from tests.portal.browser import ARTIFACTS, sign_in
