@@ -40,6 +40,21 @@ DELIVERY_COLUMNS = [
 OVER_TIME_COLUMNS = ["bucket_start", *(column for _, column in SERIES)]
 
 
+COUNTED = ("targeted", "excluded", "sent", "failed", "pending", "cancelled", "delivered", "undelivered", "opened",
+           "clicked", "unsubscribed")
+
+
+def report_totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The counts of several deliveries (rows of `selectors.delivery_report_rows`) added up: the
+    same as `selectors.delivery_report` over them, since a message belongs to one delivery."""
+    totals: dict[str, Any] = {key: sum(row[key] for row in rows) for key in COUNTED}
+    totals["excluded_by_reason"] = {}
+    for row in rows:
+        for reason, count in row["excluded_by_reason"].items():
+            totals["excluded_by_reason"][reason] = totals["excluded_by_reason"].get(reason, 0) + count
+    return totals
+
+
 def report_rates(counts: dict[str, Any]) -> dict[str, float | None]:
     """Each rate of RATES as a percentage rounded to two decimals; None when its denominator is
     zero (nothing sent yet, no provider report: e-mail has none)."""

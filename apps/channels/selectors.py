@@ -120,43 +120,53 @@ def delivery_report(*, tenant: Tenant, campaign: Any = None, run: Any = None, de
                     bucket: str = "hour") -> dict[str, Any]:
     """What happened to the messages of the tenant's deliveries (optionally of one campaign, run
     or delivery): targeted, excluded by reason, sent, failed, delivered, opened, clicked,
-    unsubscribed, and per `bucket` (hour or day, in the tenant's time zone) the messages sent and
-    the events. Counted in SQL; an open or a click counts once per message (a click once per
-    message and link)."""
+    unsubscribed, and `over_time` (see `delivery_report_over_time`). Counted in SQL; an open or a
+    click counts once per message."""
+    from django.db import connection
+    from psycopg import sql
+
+    over_time = delivery_report_over_time(tenant=tenant, campaign=campaign, run=run, delivery=delivery, bucket=bucket)
+    deliveries, params = _report_scope(tenant=tenant, campaign=campaign, run=run, delivery=delivery)
+    with connection.cursor() as cursor:
+        statement = sql.SQL("SELECT m.status, m.reason, count(*) FROM {messages} WHERE m.tenant_id = %s "
+                            "AND {deliveries} GROUP BY m.status, m.reason").format(
+            messages=sql.SQL(_MESSAGES), deliveries=deliveries)
+        cursor.execute(statement.as_string(cursor.connection), [tenant.pk, *params])
+        statuses = cursor.fetchall()
+        statement = sql.SQL("SELECT e.kind, count(DISTINCT e.message_id) FROM {events} WHERE e.tenant_id = %s "
+                            "AND {deliveries} GROUP BY e.kind").format(events=sql.SQL(_EVENTS), deliveries=deliveries)
+        cursor.execute(statement.as_string(cursor.connection), [tenant.pk, *params])
+        events = dict(cursor.fetchall())
+    return {**_report_counts(statuses, events), "bucket": bucket, "over_time": over_time}
+
+
+def delivery_report_over_time(*, tenant: Tenant, campaign: Any = None, run: Any = None, delivery: Any = None,
+                              bucket: str = "hour") -> list[dict[str, Any]]:
+    """Per `bucket` (hour or day, in the tenant's time zone) with any activity, in time order:
+    `{"at": ISO start, "sent": n, "open": n, "click": n, ...}`: the messages sent and the events
+    (a click once per message and link)."""
     from django.db import connection
     from psycopg import sql
 
     if bucket not in ("hour", "day"):
         raise ApplicationError("Invalid bucket.", fields={"bucket": ["hour or day"]})
     deliveries, params = _report_scope(tenant=tenant, campaign=campaign, run=run, delivery=delivery)
-    queries = {
-        "statuses": sql.SQL("SELECT m.status, m.reason, count(*) FROM {messages} WHERE m.tenant_id = %s "
-                            "AND {deliveries} GROUP BY m.status, m.reason"),
-        "events": sql.SQL("SELECT e.kind, count(DISTINCT e.message_id) FROM {events} WHERE e.tenant_id = %s "
-                          "AND {deliveries} GROUP BY e.kind"),
-        # date_trunc in the tenant's zone: a day is the tenant's day, not UTC's.
-        "series": sql.SQL("SELECT t.at, t.kind, count(*) FROM ("
-                          " SELECT date_trunc(%s, m.sent_at, %s) AS at, 'sent' AS kind FROM {messages}"
-                          " WHERE m.tenant_id = %s AND m.status = 'sent' AND m.sent_at IS NOT NULL AND {deliveries}"
-                          " UNION ALL SELECT date_trunc(%s, e.at, %s), e.kind FROM {events}"
-                          " WHERE e.tenant_id = %s AND {deliveries}"
-                          ") t GROUP BY t.at, t.kind ORDER BY t.at"),
-    }
+    # date_trunc in the tenant's zone: a day is the tenant's day, not UTC's.
+    statement = sql.SQL("SELECT t.at, t.kind, count(*) FROM ("
+                        " SELECT date_trunc(%s, m.sent_at, %s) AS at, 'sent' AS kind FROM {messages}"
+                        " WHERE m.tenant_id = %s AND m.status = 'sent' AND m.sent_at IS NOT NULL AND {deliveries}"
+                        " UNION ALL SELECT date_trunc(%s, e.at, %s), e.kind FROM {events}"
+                        " WHERE e.tenant_id = %s AND {deliveries}"
+                        ") t GROUP BY t.at, t.kind ORDER BY t.at").format(
+        messages=sql.SQL(_MESSAGES), events=sql.SQL(_EVENTS), deliveries=deliveries)
     zone = tenant.time_zone or "UTC"
+    series: dict[Any, dict[str, Any]] = {}
     with connection.cursor() as cursor:
-        def run_query(name: str, values: list[Any]) -> list[tuple[Any, ...]]:
-            statement = queries[name].format(messages=sql.SQL(_MESSAGES), events=sql.SQL(_EVENTS),
-                                             deliveries=deliveries)
-            cursor.execute(statement.as_string(cursor.connection), values)
-            return cursor.fetchall()
-
-        statuses = run_query("statuses", [tenant.pk, *params])
-        events = dict(run_query("events", [tenant.pk, *params]))
-        series: dict[Any, dict[str, Any]] = {}
-        for at, kind, count in run_query("series", [bucket, zone, tenant.pk, *params,
-                                                    bucket, zone, tenant.pk, *params]):
+        cursor.execute(statement.as_string(cursor.connection),
+                       [bucket, zone, tenant.pk, *params, bucket, zone, tenant.pk, *params])
+        for at, kind, count in cursor.fetchall():
             series.setdefault(at, {"at": at.isoformat()})[kind] = count
-    return {**_report_counts(statuses, events), "bucket": bucket, "over_time": list(series.values())}
+    return list(series.values())
 
 
 def delivery_report_rows(*, tenant: Tenant, campaign: Any = None, run: Any = None,

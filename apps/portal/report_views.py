@@ -58,16 +58,18 @@ def _report_page(request: HttpRequest, campaign: Campaign, *, run: Run | None = 
     status = 400 if error else 200
     if bucket not in BUCKETS:
         error, status, bucket = "Bucket: choose hour or day.", 400, "hour"
-    scope = {"tenant": tenant, "campaign": campaign.pk, "run": run.pk if run else None,
-             "delivery": delivery.pk if delivery else None}
-    report = channel_selectors.delivery_report(**scope, bucket=bucket)
-    rates = reports.report_rates(report)
-    series = reports.report_series(report["over_time"], bucket=bucket, time_zone=tenant.time_zone)
-    # Every delivery of the campaign (newest first): the list, and the navigation between them.
+    # Every delivery of the campaign (newest first): the list, the navigation between them, and
+    # (added up) the totals of the scope shown, without counting the messages twice.
     rows = channel_selectors.delivery_report_rows(tenant=tenant, campaign=campaign.pk)
     for row in rows:
         row["rates"] = reports.report_rates(row)
     shown = [r for r in rows if (run is None or r["delivery"].run_id == run.pk)]
+    report = reports.report_totals([r for r in shown if delivery is None or r["delivery"].pk == delivery.pk])
+    rates = reports.report_rates(report)
+    over_time = channel_selectors.delivery_report_over_time(
+        tenant=tenant, campaign=campaign.pk, run=run.pk if run else None, delivery=delivery.pk if delivery else None,
+        bucket=bucket)
+    series = reports.report_series(over_time, bucket=bucket, time_zone=tenant.time_zone)
     runs = list({r["delivery"].run_id: r["delivery"].run for r in rows}.values())
     if run is not None and run not in runs:
         runs.insert(0, run)

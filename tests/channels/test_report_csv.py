@@ -11,7 +11,7 @@ import io
 import pytest
 from rest_framework.test import APIClient
 
-from apps.channels.reports import DELIVERY_COLUMNS, OVER_TIME_COLUMNS
+from apps.channels.reports import COUNTED, DELIVERY_COLUMNS, OVER_TIME_COLUMNS
 from tests.channels.reported import NAME, NODE, reported_campaign
 from tests.conftest import ROLES
 
@@ -114,3 +114,12 @@ def test_every_role_may_read_it_and_nobody_anonymous(api, reported):
         _, rows = rows_of(api("acme", role).get(URL, {"campaign": reported.campaign.pk}))
         assert len(rows) == 2, role
     assert APIClient().get(URL).status_code == 401
+
+
+def test_the_rows_add_up_to_the_json_report(api, reported):
+    report = api("acme", "viewer").get("/api/v1/channels/report", {"campaign": reported.campaign.pk}).json()
+    _, rows = rows_of(api("acme", "viewer").get(URL, {"campaign": reported.campaign.pk}))
+    for key in COUNTED:
+        assert sum(int(row[key]) for row in rows) == report[key], key
+    for reason, count in report["excluded_by_reason"].items():
+        assert sum(int(row[f"excluded_{reason}"]) for row in rows) == count

@@ -32,9 +32,8 @@ def report_csv_response(*, tenant: Tenant, campaign: Any = None, run: Any = None
     if table == "deliveries":
         lines = reports.deliveries_csv(selectors.delivery_report_rows(**scope), time_zone=tenant.time_zone)
     else:
-        report = selectors.delivery_report(**scope, bucket=bucket)
-        lines = reports.over_time_csv(reports.report_series(report["over_time"], bucket=bucket,
-                                                            time_zone=tenant.time_zone))
+        over_time = selectors.delivery_report_over_time(**scope, bucket=bucket)
+        lines = reports.over_time_csv(reports.report_series(over_time, bucket=bucket, time_zone=tenant.time_zone))
     for field in ("campaign", "run", "delivery"):
         if scope[field] not in (None, ""):
             filename += f"-{field}-{int(scope[field])}"  # an id: the selector refused anything else
