@@ -218,6 +218,49 @@ def test_change_of_dimension_is_followed_when_it_leads_to_one_record(acme, peopl
     assert answer["summary"].startswith("Followed up to Change dimension (orders)")
 
 
+def test_exclusion_names_the_population_that_removed_the_record(acme, people, eager, people_data):
+    graph = {
+        "nodes": [{"id": "start", "type": "scheduler", "config": {"mode": "asap"}},
+                  {"id": "fork", "type": "fork", "config": {"branches": [{"port": "all"}, {"port": "bad"}]}},
+                  {"id": "everyone", "type": "build_audience", "config": {"filter": {}}},
+                  {"id": "blocked", "type": "build_audience", "config": {"filter": {
+                      "field": "country", "op": "eq", "value": "DE"}}},
+                  {"id": "minus", "type": "combine", "config": {"operation": "exclusion", "primary": "everyone",
+                                                                "complement": True}},
+                  {"id": "end", "type": "end"}],
+        "edges": [{"from": "start", "port": "out", "to": "fork"}, {"from": "fork", "port": "all", "to": "everyone"},
+                  {"from": "fork", "port": "bad", "to": "blocked"}, {"from": "everyone", "port": "out", "to": "minus"},
+                  {"from": "blocked", "port": "out", "to": "minus"}, {"from": "minus", "port": "out", "to": "end"}],
+    }
+    run = start(acme, people, eager, graph, test=True)
+    _, nodes = why(acme, run, "german")
+    assert nodes["blocked"]["status"] == nodes["everyone"]["status"] == "passed"
+    assert nodes["minus"]["status"] == "dropped" and nodes["minus"]["ports"] == ["complement"]
+    assert nodes["minus"]["reason"] == ("Excluded: it is also in the population from blocked; it went to the "
+                                        "complement.")
+    assert nodes["minus"]["details"]["arrived_from"] == ["everyone", "blocked"]
+    assert nodes["end"]["status"] == "not_reached"
+    _, nodes = why(acme, run, "sent1")
+    assert nodes["blocked"]["status"] == "dropped" and nodes["minus"]["status"] == "passed"
+    assert nodes["end"]["status"] == "passed"
+
+
+def test_one_lookup_per_working_table_at_most(acme, live_run):
+    from django.db import connection as db
+    from django.test.utils import CaptureQueriesContext
+
+    with tenant_scope(acme):
+        run = Run.objects.select_related("campaign").get(pk=live_run.pk)
+        tables = {p["table"] for n in run.nodes.all() for p in (n.outputs or {}).values() if p.get("table")}
+        for key in ("sent1", "german", "other", "zoe"):
+            with CaptureQueriesContext(db) as queries:
+                answer = run_why(tenant=acme, run=run, key=key)
+            reads = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT * FROM \"campaign_work\"")]
+            # Each table is read at most once; a branch that lost the record is not read again.
+            assert len(reads) == len(set(reads)) <= len(tables), (key, reads)
+            assert answer["lookups"] <= len(tables) + 2
+
+
 def test_purged_run_answers_409(acme, live_run, api):
     with tenant_scope(acme):
         Run.objects.filter(pk=live_run.pk).update(finished_at=timezone.now() - dt.timedelta(days=40))
