@@ -250,12 +250,14 @@ class _Walk:
         left: list[str] = []
         looked = False
         followed_note = ""
+        lost_by_link = False  # Change dimension: the link reaches no record of the output
         for port, population in outputs.items():
             if population.is_token:
                 continue
             out_key: str | None
             if node_type == "change_dimension" and in_key is not None:
-                out_key, followed_note = self.change_dimension(nid, population, in_key, in_dimension)
+                out_key, followed_note, reached = self.change_dimension(nid, population, in_key, in_dimension)
+                lost_by_link = reached == 0
             elif in_key is not None and population.dimension == in_dimension:
                 out_key = in_key
             elif population.dimension == self.dimension and (not arrivals or not known):
@@ -299,6 +301,11 @@ class _Walk:
             result.status = UNKNOWN
             result.reason = self.lost_reason(arrivals)
             return result
+        if lost_by_link:
+            result.status = DROPPED
+            result.reason = followed_note
+            self.absent.update((nid, port) for port in outputs)
+            return result
         if not looked and record_outputs:
             result.status = UNKNOWN
             result.reason = followed_note or (f"This activity's output holds rows of {_dims_of(record_outputs)}, "
@@ -308,14 +315,14 @@ class _Walk:
         main = [p for p in left if p not in SIDE_PORTS]
         if main:
             result.status = PASSED
-            result.reason = self.passed_reason(nid, node_type, main, followed_note)
+            result.reason = self.passed_reason(nid, node_type, result, main, followed_note)
         elif not outputs and not self.graph.outgoing.get(nid) and holding:
             result.status = PASSED
             result.reason = "End of the flow."
         else:
             result.status = DROPPED
             result.reason = self.dropped_reason(nid, node_type, result, arrivals, holding, followed_note)
-        if node_type in _CHANNELS and holding:
+        if _is_channel(node_type) and holding:
             self.channel(nid, result, arrivals)
         return result
 
@@ -330,17 +337,21 @@ class _Walk:
 
     # Reasons -----------------------------------------------------------------------------------
 
-    def passed_reason(self, nid: str, node_type: str, ports: list[str], note: str) -> str:
+    def passed_reason(self, nid: str, node_type: str, result: NodeWhy, ports: list[str], note: str) -> str:
         config = self.graph.config(nid)
         if node_type == "split":
             labels = {s.get("code"): s.get("label") or s.get("code") for s in config.get("subsets", [])}
             if config.get("holdout"):
                 labels[config["holdout"].get("code", "holdout")] = "holdout"
             names = [labels.get(p, p) for p in ports]
-            return f"In subset {', '.join(names)}." if not config.get("single_output") else "In a subset."
+            if config.get("single_output"):
+                row = result.details.get("columns", {}).get("out") or {}
+                code = row.get(config.get("segment_column") or "segment_code")
+                return f"In subset {labels.get(code, code)}." if code else "In a subset."
+            return f"In subset {', '.join(names)}."
         if node_type == "change_dimension":
             return note
-        if node_type in _CHANNELS:
+        if _is_channel(node_type):
             return "Sent." if not self.run_row.is_test else "Would be sent (test mode: nothing is sent)."
         return f"Left through {', '.join(ports)}."
 
@@ -394,7 +405,7 @@ class _Walk:
                         "Not matched in every input") + ("; it went to the complement." if side else ".")
         if node_type == "change_dimension":
             return note
-        if node_type in _CHANNELS:
+        if _is_channel(node_type):
             return "Not sent."  # the ledger's reason is filled in by `channel`
         if node_type == "approval" and "rejected" in side:
             return "The approval was rejected: it went on through rejected."
@@ -447,9 +458,9 @@ class _Walk:
             return [row[0] for row in cursor.fetchall()]
 
     def change_dimension(self, nid: str, population: Population, in_key: str,
-                         in_dimension: str | None) -> tuple[str | None, str]:
-        """(the key to follow in the output, what to say): the records the key's link reaches now
-        that are in the output; followed when exactly one."""
+                         in_dimension: str | None) -> tuple[str | None, str, int | None]:
+        """(the key to follow in the output, what to say, how many records of the output the
+        key's link reaches now, None when unknown); followed when exactly one."""
         target = population.dimension
         link_name = (self.states[nid].summary or {}).get("link") or self.graph.config(nid).get("link")
         source = self.schema(in_dimension)
@@ -459,7 +470,7 @@ class _Walk:
             note = (f"The dimension changes here to {target}, through a link that no longer exists: the record "
                     "cannot be followed further.")
             self.notes[(nid, "out")] = note
-            return None, note
+            return None, note, None
         from apps.schemas.query.compiler import link_join
 
         outer, inner = link_join(source, "r", link.source_field, target_schema, "d", link.target_field)
@@ -475,16 +486,16 @@ class _Walk:
         self.lookups += 1
         if len(keys) == 1:
             return keys[0], (f"Dimension changed to {target} through the link {link.name}; following the key "
-                             f"{keys[0]!r} (as the data stands now).")
+                             f"{keys[0]!r} (as the data stands now)."), 1
         if not keys:
             note = (f"The link {link.name} reaches no record of {target} that is in the output (as the data stands "
                     "now): the record drops out here.")
-            return None, note
+            return None, note, 0
         shown = ", ".join(repr(k) for k in keys[:MAX_FOLLOWED]) + (", …" if len(keys) > MAX_FOLLOWED else "")
         note = (f"Dimension changed to {target} through the link {link.name}: the record became several records "
                 f"({shown}); ask again with one of these keys of {target} to follow it further.")
         self.notes[(nid, "out")] = note
-        return None, note
+        return None, note, len(keys)
 
     def channel(self, nid: str, result: NodeWhy, arrivals: list[tuple[str, Population, str | None]]) -> None:
         """The message ledger's word on the record (live), or its classification now (test mode)."""
@@ -548,7 +559,11 @@ class _Walk:
             result.details["exclusion_reason"] = reason
 
 
-_CHANNELS = frozenset({"email", "sms", "push", "file_export"})
+def _is_channel(node_type: str) -> bool:
+    try:
+        return bool(registry.get(node_type).is_channel)
+    except registry.UnknownActivity:
+        return False
 
 
 def _label(node_type: str) -> str:

@@ -187,7 +187,7 @@ def test_change_of_dimension_is_followed_when_it_leads_to_one_record(acme, peopl
                             source_field="id", target_field="profile_id")
         Link.objects.create(schema=order, name="buyer", target=profile, kind="many_to_one",
                             source_field="profile_id", target_field="id")
-        for key in ("ann", "bob"):
+        for key in ("ann", "bob", "carl"):
             Record.objects.create(schema=profile, key=key, attributes={"id": key, "email": f"{key}@example.test"})
         for key, owner in (("o1", "ann"), ("o2", "ann"), ("o3", "bob")):
             Record.objects.create(schema=order, key=key, attributes={"id": key, "profile_id": owner})
@@ -216,6 +216,31 @@ def test_change_of_dimension_is_followed_when_it_leads_to_one_record(acme, peopl
     assert nodes["buyers"]["status"] == "passed" and nodes["buyers"]["key"] == "ann"
     assert nodes["buyers"]["reason"].startswith("The population becomes records of profile here")
     assert answer["summary"].startswith("Followed up to Change dimension (orders)")
+    # carl has none: he drops out where the dimension changes.
+    _, nodes = why(acme, run, "carl")
+    assert nodes["orders"]["status"] == "dropped"
+    assert nodes["orders"]["reason"].startswith("The link purchases reaches no record of purchase")
+    assert nodes["buyers"]["status"] == nodes["end"]["status"] == "not_reached"
+
+
+def test_single_output_split_names_the_segment(acme, people, eager, people_data):
+    graph = {
+        "nodes": [{"id": "start", "type": "scheduler", "config": {"mode": "asap"}},
+                  {"id": "build", "type": "build_audience", "config": {"filter": {}}},
+                  {"id": "split", "type": "split", "config": {"single_output": True, "subsets": [
+                      {"code": "adams", "label": "Adams", "filter": {"field": "first_name", "op": "eq",
+                                                                     "value": "Adam"}},
+                      {"code": "others"}]}},
+                  {"id": "end", "type": "end"}],
+        "edges": [{"from": "start", "port": "out", "to": "build"}, {"from": "build", "port": "out", "to": "split"},
+                  {"from": "split", "port": "out", "to": "end"}],
+    }
+    run = start(acme, people, eager, graph, test=True)
+    _, nodes = why(acme, run, "adam")
+    assert nodes["split"]["reason"] == "In subset Adams."
+    assert nodes["split"]["details"]["columns"]["out"] == {"segment_code": "adams"}
+    _, nodes = why(acme, run, "zoe")
+    assert nodes["split"]["reason"] == "In subset others." and nodes["end"]["status"] == "passed"
 
 
 def test_exclusion_names_the_population_that_removed_the_record(acme, people, eager, people_data):
