@@ -22,6 +22,11 @@ that the API shows progress:
    yet). A key on several lines: the last valid line wins. -> `rows_inserted`, `rows_updated`
 4. the job is marked succeeded (or failed, with a message); the uploaded file is deleted.
 
+A **first load** (upsert mode, the schema has no record) fuses 2 and 3: under the schema's lock, one
+`INSERT … SELECT` checks and converts the staged rows and writes those that fit straight into
+`schemas_record`, noting the lines of the others for the rejects report (`_first_load`); all the
+counters then appear at the end. A key on several lines sends it back to the two-pass way.
+
 Python never holds more than a chunk of the file: memory stays bounded whatever its size.
 docs/import.md says what users are promised."""
 
