@@ -7,6 +7,7 @@ import "@xyflow/react/dist/style.css";
 import "./canvas.css";
 import { makeApi } from "./api.js";
 import { Editor } from "./Editor.jsx";
+import { setLiquidSource } from "./LiquidEditor.jsx";
 
 function mount(element, restoreFallback) {
   const d = element.dataset;
@@ -20,6 +21,7 @@ function mount(element, restoreFallback) {
     restoreFallback,
   };
   const api = makeApi({ base: d.api || "/api/v1/", csrf: d.csrf || "" });
+  setLiquidSource(d.liquidSrc || "");
   createRoot(element).render(
     <StrictMode>
       <ReactFlowProvider>

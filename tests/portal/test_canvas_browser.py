@@ -347,6 +347,8 @@ def test_a_channel_activity_previews_its_message_for_a_chosen_profile(page, acme
         profile_upsert(tenant=acme, by=None, values={"id": "ada", "email": "ada@example.test", "first_name": "Ada"})
         campaign = services.campaign_create(tenant=acme, by=people["acme"]["marketer"].user, name="Hello Ada",
                                             graph=graph)
+    # Should the Liquid editor's bundle not load, the message's fields are plain text areas.
+    page.route("**/canvas/liquid.js", lambda route: route.abort())
     sign_in(page, "marketer@acme.test", password)
     page.goto(f"/campaigns/{campaign.pk}/")
     panel = page.get_by_test_id("config-panel")
@@ -357,6 +359,7 @@ def test_a_channel_activity_previews_its_message_for_a_chosen_profile(page, acme
     expect(panel.get_by_test_id("filter-count")).to_have_text("1 profile record matches")
     expect(_node(page, "audience").get_by_test_id("node-problems")).to_have_count(0)
     _select(page, "mail")
+    expect(panel.locator("textarea#cfg-mail-content-subject")).to_be_visible()
     panel.get_by_label("Subject").fill("Bonjour {{ profile.first_name | default: 'friend' }}")
     preview = panel.get_by_test_id("message-preview")
     preview.get_by_label("Key of the profile record to preview with").fill("ada")
@@ -470,11 +473,14 @@ def test_the_liquid_editor_marks_errors_on_their_line_completes_names_and_previe
     sign_in(page, "marketer@acme.test", password)
     page.goto(f"/campaigns/{campaign.pk}/")
     panel = page.get_by_test_id("config-panel")
+    expect(_node(page, "mail")).to_be_visible()
+    assert page.evaluate("typeof window.CanvasLiquid") == "undefined"  # loaded when a message is edited
     _select(page, "mail")
     check = panel.get_by_test_id("content-check")
     expect(check).to_have_text("✓ The message's Liquid is valid.")
     text = panel.get_by_role("textbox", name=re.compile(r"^Text"))
     expect(text).to_have_attribute("aria-multiline", "true")
+    assert page.evaluate("typeof window.CanvasLiquid") == "object"
     # Highlighted as Liquid: the delimiters and the names are styled spans, not plain text.
     text.fill("Hello {{ profile.first_name }}\n{% if profile.first_name %}Hi{% endif\nBye")
     text_field = panel.locator(".cv-liquid", has=page.get_by_role("textbox", name=re.compile(r"^Text")))
@@ -533,7 +539,8 @@ def test_a_node_failing_in_a_live_run_shows_failed_with_its_error_without_a_relo
     graph = _load_graph({"file": {"upload": feed.pk}, "max_rejects": 0,
                          "columns": [{"name": "email", "type": "email"}, {"name": "amount", "type": "integer"}]})
     graph["nodes"].insert(1, {"id": "pause", "type": "wait", "config": {"mode": "duration", "duration": "3s"},
-                              "position": {"x": 130, "y": 160}})
+                              "position": {"x": 260, "y": 0}})
+    graph["nodes"][2]["position"], graph["nodes"][3]["position"] = {"x": 520, "y": 0}, {"x": 780, "y": 0}
     graph["edges"][0] = {"from": "start", "port": "out", "to": "pause"}
     graph["edges"].append({"from": "pause", "port": "out", "to": "load"})
     with tenant_scope(acme):
