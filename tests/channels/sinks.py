@@ -8,6 +8,7 @@ import email
 import email.policy
 import functools
 import json
+import logging
 import re
 import socket
 import ssl
@@ -114,6 +115,8 @@ class SmtpSink:
             kwargs.update({"tls_context": context, "require_starttls": True} if tls == "starttls"
                           else {"ssl_context": context})
         self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port, **kwargs)
+        # aiosmtpd logs every command at INFO: thousands of lines a second in a bulk send.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
 
     def _authenticate(self, server, session, envelope, mechanism, auth_data):
         ok = (isinstance(auth_data, LoginPassword) and auth_data.login.decode() == self.username

@@ -26,6 +26,12 @@ def fast_recovery(monkeypatch):
     monkeypatch.setenv("CHANNELS_POLL_SECONDS", "1")
 
 
+@pytest.fixture
+def two_senders(monkeypatch):
+    """Two senders per delivery (before the worker starts: it reads its environment then)."""
+    monkeypatch.setenv("CHANNELS_SENDERS_PER_DELIVERY", "2")
+
+
 def graph(**config):
     return {
         "nodes": [{"id": "start", "type": "scheduler", "config": {"mode": "asap"}},
@@ -71,15 +77,19 @@ def ledger(acme, run):
             "recipient_key", "status", "idempotency_key"))
 
 
-def test_sigkill_mid_send_then_every_recipient_gets_exactly_one_message(fast_recovery, worker, acme, people,
-                                                                         smtp_sink):
-    recipients = bulk_profiles(acme, 1200)
-    _, run = start(acme, people, smtp_sink, graph(rate_per_second=400, batch_size=100))
-    for threshold in (250, 700):  # kill twice, each time while batches are in flight
-        wait_until(lambda t=threshold: len(smtp_sink.messages) >= t)
+def test_sigkill_mid_send_then_every_recipient_gets_exactly_one_message(fast_recovery, two_senders, worker, acme,
+                                                                         people, smtp_sink):
+    """20,000 recipients, two senders at once (one per worker process), and the whole worker
+    SIGKILLed four times while batches are in flight."""
+    started = time.monotonic()
+    recipients = bulk_profiles(acme, 20_000)
+    _, run = start(acme, people, smtp_sink, graph(rate_per_second=2000, batch_size=100))
+    kills = (2_000, 6_000, 10_000, 14_000)
+    for threshold in kills:  # each time while batches are in flight
+        wait_until(lambda t=threshold: len(smtp_sink.messages) >= t, timeout=180)
         worker.kill()
         worker.start()
-    run = wait_for_run(run, timeout=240)
+    run = wait_for_run(run, timeout=300)
     assert run.status == "completed", run.error
 
     delivery, rows = ledger(acme, run)
@@ -93,7 +103,8 @@ def test_sigkill_mid_send_then_every_recipient_gets_exactly_one_message(fast_rec
     by_address = {r for m in smtp_sink.messages for r in m.rcpt_tos}
     assert by_address == {f"{key}@example.test" for key in recipients}
     # Retried batches re-send with the same Message-ID, which receivers deduplicate; report how many.
-    print(f"received {len(ids)} for {len(recipients)} recipients ({len(ids) - len(expected)} re-sent after kills)")
+    print(f"received {len(ids)} for {len(recipients)} recipients ({len(ids) - len(expected)} re-sent after "
+          f"{len(kills)} kills) in {time.monotonic() - started:.0f} s")
 
 
 def test_pause_stops_after_the_current_batch_and_resume_continues(fast_recovery, worker, acme, people, smtp_sink):
