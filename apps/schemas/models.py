@@ -146,8 +146,8 @@ class Record(TenantOwnedModel):
         return super()._do_update(base_qs.filter(tenant_id=self.tenant_id), *args, **kwargs)
 
     def delete(self, using: str | None = None, keep_parents: bool = False) -> tuple[int, dict[str, int]]:
-        deleted = type(self).dangerously_unscoped.using(using or "default").filter(
-            tenant_id=self.tenant_id, pk=self.pk).delete()
+        rows = type(self).dangerously_unscoped.filter(tenant_id=self.tenant_id, pk=self.pk)
+        deleted = (rows.using(using) if using else rows).delete()
         self.id = None
         return deleted
 
