@@ -6,7 +6,7 @@ combine (exclude the opted-out, built by a second Build audience) → dedup (ema
 sticky random subsets of 10 % + complement) → save the first subset as a static audience. It is
 run through the engine (every node's transaction, row locks, outputs and logs; Celery in eager
 mode, so no broker latency is counted) and compared with the hand-written statements producing
-the same tables (CREATE TABLE … AS, ANALYZE, the same audience write). Both are run --repeat
+the same tables (CREATE UNLOGGED TABLE … AS, ANALYZE, the same audience write, the same settings). Both are run --repeat
 times, interleaved, and the medians compared; the counts of every step must agree.
 
 Data (built once in `<DATABASE_URL's database>_bench_targeting`, kept with --keep): bench/query.py's
@@ -76,35 +76,40 @@ def hashed(key: str) -> str:
 
 
 
-# The same work by hand: {t}, {p}, {o} are the tenant, profile and purchase schema ids.
+# The same work by hand: {t}, {p}, {o} are the tenant, profile and purchase schema ids. The tables
+# are UNLOGGED and the transaction has the node transactions' work_mem, as the engine's; the
+# enrichment runs with the planner settings the Enrichment activity gives its statement (no plain
+# index scan, no parallel workers: see docs/performance.md) and the split hashes each row once.
 REFERENCE = [
-    ("build", "CREATE TABLE bench_ref.build AS SELECT r.key FROM schemas_record r "
+    ("build", "CREATE UNLOGGED TABLE bench_ref.build AS SELECT r.key FROM schemas_record r "
               "WHERE r.tenant_id = {t} AND r.schema_id = {p}"),
-    ("opted_out", "CREATE TABLE bench_ref.opted_out AS SELECT r.key FROM schemas_record r "
+    ("opted_out", "CREATE UNLOGGED TABLE bench_ref.opted_out AS SELECT r.key FROM schemas_record r "
                   "WHERE r.tenant_id = {t} AND r.schema_id = {p} AND (r.attributes->>'email_opt_in')::boolean = false"),
-    ("enrich", "CREATE TABLE bench_ref.enrich AS SELECT b.key, coalesce(s.spent, 0) AS spent FROM bench_ref.build b "
+    ("enrich", "CREATE UNLOGGED TABLE bench_ref.enrich AS SELECT b.key, coalesce(s.spent, 0) AS spent "
+               "FROM bench_ref.build b "
                "LEFT JOIN (SELECT o.attributes->>'profile_id' AS profile_id, sum((o.attributes->>'amount')::numeric) "
                "AS spent FROM schemas_record o WHERE o.tenant_id = {t} AND o.schema_id = {o} "
                "AND schemas_to_timestamptz(o.attributes->>'purchased_at') BETWEEN %(since)s AND %(now)s "
                "GROUP BY 1) s ON s.profile_id = b.key"),
-    ("exclude", "CREATE TABLE bench_ref.exclude AS SELECT e.key, e.spent FROM bench_ref.enrich e "
+    ("exclude", "CREATE UNLOGGED TABLE bench_ref.exclude AS SELECT e.key, e.spent FROM bench_ref.enrich e "
                 "WHERE NOT EXISTS (SELECT 1 FROM bench_ref.opted_out x WHERE x.key = e.key)"),
-    ("dedup", "CREATE TABLE bench_ref.dedup AS SELECT key, spent FROM (SELECT e.key, e.spent, row_number() OVER "
-              "(PARTITION BY r.attributes->>'email' ORDER BY " + hashed("e.key") + ", e.key) AS n "
+    ("dedup", "CREATE UNLOGGED TABLE bench_ref.dedup AS SELECT key, spent FROM (SELECT e.key, e.spent, "
+              "row_number() OVER (PARTITION BY r.attributes->>'email' ORDER BY " + hashed("e.key") + ", e.key) AS n "
               "FROM bench_ref.exclude e JOIN schemas_record r ON r.tenant_id = {t} AND r.schema_id = {p} "
               "AND r.key = e.key) d WHERE n = 1"),
-    ("a", "CREATE TABLE bench_ref.a AS SELECT key, spent FROM bench_ref.dedup WHERE "
-          + hashed("key") + " < 0.1"),
-    ("b", "CREATE TABLE bench_ref.b AS SELECT key, spent FROM bench_ref.dedup WHERE "
-          + hashed("key") + " >= 0.1 AND " + hashed("key") + " < 0.2"),
-    ("c", "CREATE TABLE bench_ref.c AS SELECT key, spent FROM bench_ref.dedup WHERE "
-          + hashed("key") + " >= 0.2 AND " + hashed("key") + " < 0.3"),
-    ("complement", "CREATE TABLE bench_ref.complement AS SELECT key, spent FROM bench_ref.dedup WHERE "
-                   + hashed("key") + " >= 0.3"),
+    ("hashed", "CREATE UNLOGGED TABLE bench_ref.hashed AS SELECT key, spent, " + hashed("key") + " AS h "
+               "FROM bench_ref.dedup"),
+    ("a", "CREATE UNLOGGED TABLE bench_ref.a AS SELECT key, spent FROM bench_ref.hashed WHERE h < 0.1"),
+    ("b", "CREATE UNLOGGED TABLE bench_ref.b AS SELECT key, spent FROM bench_ref.hashed WHERE h >= 0.1 AND h < 0.2"),
+    ("c", "CREATE UNLOGGED TABLE bench_ref.c AS SELECT key, spent FROM bench_ref.hashed WHERE h >= 0.2 AND h < 0.3"),
+    ("complement", "CREATE UNLOGGED TABLE bench_ref.complement AS SELECT key, spent FROM bench_ref.hashed "
+                   "WHERE h >= 0.3"),
     ("save", "INSERT INTO audiences_audiencemember (tenant_id, audience_id, record_key) "
              "SELECT {t}, {audience}, r.key FROM schemas_record r "
              "WHERE r.tenant_id = {t} AND r.schema_id = {p} AND r.key IN (SELECT key FROM bench_ref.a)"),
 ]
+SPLIT = ("hashed", "a", "b", "c", "complement")
+PLANNER = ("enrich",)  # statements run without plain index scans and parallel workers, as the project's
 
 
 def prepare(profiles: int, purchases: int, now: dt.datetime) -> Any:
@@ -158,10 +163,15 @@ def run_project(tenant: Any, campaign: Any) -> dict[str, int]:
 
 
 def run_reference(tenant: Any, ids: dict[str, int], audience: int, now: dt.datetime) -> dict[str, int]:
+    from django.conf import settings
     from django.db import connection, transaction
+
+    from apps.campaigns.populations import STATISTICS_TARGET
 
     counts = {}
     with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('work_mem', %s, true), set_config('default_statistics_target', %s, true)",
+                       [settings.POPULATION_WORK_MEM, STATISTICS_TARGET])
         cursor.execute("DROP SCHEMA IF EXISTS bench_ref CASCADE; CREATE SCHEMA bench_ref")
         cursor.execute("DELETE FROM audiences_audiencemember WHERE tenant_id = %s AND audience_id = %s",
                        [tenant.pk, audience])
@@ -169,13 +179,18 @@ def run_reference(tenant: Any, ids: dict[str, int], audience: int, now: dt.datet
             started = time.perf_counter()
             composed = sql.SQL(statement).format(t=sql.Literal(tenant.pk), p=sql.Literal(ids["profile"]),
                                                  o=sql.Literal(ids["purchase"]), audience=sql.Literal(audience))
+            if name in PLANNER:
+                cursor.execute("SET LOCAL enable_indexscan = off; SET LOCAL max_parallel_workers_per_gather = 0")
             cursor.execute(composed.as_string(cursor.connection),
                            {"seed": SEED, "since": now - dt.timedelta(days=365), "now": now})
             counts[name] = cursor.rowcount
+            if name in PLANNER:
+                cursor.execute("SET LOCAL enable_indexscan TO DEFAULT; "
+                               "SET LOCAL max_parallel_workers_per_gather TO DEFAULT")
             if name != "save":
                 cursor.execute(sql.SQL("ANALYZE {}").format(sql.Identifier("bench_ref", name))
                                .as_string(cursor.connection))
-            step_time("split" if name in ("a", "b", "c", "complement") else name, 1, time.perf_counter() - started)
+            step_time("split" if name in SPLIT else name, 1, time.perf_counter() - started)
     return counts
 
 
@@ -241,7 +256,7 @@ def main() -> None:
             audience = Audience.objects.get(name="Bench A").pk
         reference_counts = run_reference(tenant, ids, audience, now)
         for step, count in reference_counts.items():
-            if project_counts.get(step) != count and step != "save":
+            if project_counts.get(step) != count and step not in ("save", "hashed"):
                 sys.exit(f"{step}: the engine counts {project_counts.get(step)}, the reference {count}")
         times: list[list[float]] = [[], []]
         for round_ in range(args.repeat):

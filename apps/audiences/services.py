@@ -108,6 +108,8 @@ def audience_create(*, tenant: Tenant, name: str, kind: str, schema: DataSchema 
 
 _INSERT = ("INSERT INTO audiences_audiencemember (tenant_id, audience_id, record_key) "
            "SELECT %s, %s, k.key FROM ({}) k ON CONFLICT DO NOTHING")
+_INSERT_NEW = ("INSERT INTO audiences_audiencemember (tenant_id, audience_id, record_key) "
+               "SELECT %s, %s, k.key FROM ({}) k")
 
 
 def _insert_from_filter(tenant: Tenant, audience: Audience, schema: DataSchema, tree: Any) -> int:
@@ -166,17 +168,25 @@ def audience_write_keys(*, tenant: Tenant, keys_sql: str, params: list[Any], mod
         if not audience.is_static:
             raise Conflict(f"The audience {audience.name!r} is a saved query, not a list.", code="dynamic")
         with connection.cursor() as cursor:
+            # each record once: (tenant, schema, key) is unique, and IN is a semi-join
+            records = sql.SQL("SELECT r.key FROM schemas_record r WHERE r.tenant_id = %s "
+                              "AND r.schema_id = %s AND r.key IN ({})").format(sql.SQL(keys_sql))
             if mode == "replace":
                 cursor.execute("DELETE FROM audiences_audiencemember WHERE tenant_id = %s AND audience_id = %s",
                                [tenant.pk, audience.pk])
-            records = sql.SQL("SELECT DISTINCT r.key FROM schemas_record r WHERE r.tenant_id = %s "
-                              "AND r.schema_id = %s AND r.key IN ({})").format(sql.SQL(keys_sql))
-            statement = sql.SQL(_INSERT).format(records).as_string(cursor.connection)
+                # the audience row is locked and now has no member: nothing to conflict with, and
+                # the members are what was inserted (no ON CONFLICT check, no count(*) pass)
+                statement = sql.SQL(_INSERT_NEW).format(records).as_string(cursor.connection)
+            else:
+                statement = sql.SQL(_INSERT).format(records).as_string(cursor.connection)
             cursor.execute(statement, [tenant.pk, audience.pk, tenant.pk, audience.schema_id, *params])
             added = cursor.rowcount
-            cursor.execute("SELECT count(*) FROM audiences_audiencemember WHERE tenant_id = %s AND audience_id = %s",
-                           [tenant.pk, audience.pk])
-            audience.count = cursor.fetchone()[0]
+            if mode == "replace":
+                audience.count = added
+            else:
+                cursor.execute("SELECT count(*) FROM audiences_audiencemember WHERE tenant_id = %s "
+                               "AND audience_id = %s", [tenant.pk, audience.pk])
+                audience.count = cursor.fetchone()[0]
         audience.last_computed_at = timezone.now()
         audience.save(update_fields=["count", "last_computed_at", "updated_at"])
     audit_record(tenant=tenant, actor=by, action="audience.write", obj=audience,

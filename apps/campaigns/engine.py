@@ -403,6 +403,7 @@ def _do_work(run: Run, graph: Graph, node: NodeState, known: dict[str, NodeState
             store=PopulationStore(cursor=cursor, run_id=run.pk, node_pk=node.pk),
             dimension=run.campaign.dimension, input_sources=input_sources,
         )
+        ctx.store.check_inputs(inputs)
         result = activity.execute(config, ctx, inputs)
     logs.extend(_log_entry(run, message, node_id=node.node_id, level=level, **data) for level, message, data in ctx.logs)
     node.count_in = sum(p.count for p in inputs if not p.is_token) if inputs else None

@@ -227,6 +227,9 @@ ANONYMOUS_USER_NAME = None  # guardian: no anonymous object permissions
 # --- Engine ------------------------------------------------------------------------------------
 SCHEDULE_DISPATCH_SECONDS = int(os.environ.get("SCHEDULE_DISPATCH_SECONDS", "5"))
 SWEEP_SECONDS = int(os.environ.get("SWEEP_SECONDS", "10"))
+# work_mem of a node's transaction (SET LOCAL): hash aggregates and sorts over millions of rows
+# stay in memory (docs/performance.md, Targeting). Per sort or hash, per process (parallel workers too).
+POPULATION_WORK_MEM = os.environ.get("POPULATION_WORK_MEM", "256MB")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "campaigns@localhost")
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 

@@ -433,3 +433,35 @@ def test_save_audience_problems(h, acme, people):
     assert h.problems("save_audience", {}, shape)[0].path == "config"
     assert "saved query" in h.problems("save_audience", {"audience": dynamic.pk}, shape)[0].message
     assert h.problems("save_audience", {"audience": 10**9}, shape)[0].path == "config.audience"
+
+
+def test_random_subsets_read_one_hash_per_row_and_leave_only_their_outputs(h, acme):
+    """Several subsets read the sticky hash: it is computed once per row into a copy of the input,
+    dropped when the node is done; the subsets are those of the hash, as without the copy."""
+    store(acme, [{"email": f"{i}@x.test"} for i in range(200)])
+    population = h.population([(f"p{i}", i) for i in range(200)], columns=[Column("n", "bigint")])
+    config = {"holdout": {"percent": 10}, "subsets": [{"code": "first", "limit": {"count": 15}},
+                                                      {"code": "a", "limit": {"percent": 20}}],
+              "complement": True, "seed": "once"}
+    before = set(_work_tables())
+    done = h.run("split", config, [population])
+    ranked = sorted((f"p{i}" for i in range(200)), key=lambda k: (sticky("once", k), k))
+    holdout = {k for k in ranked if sticky("once", k) < 0.1}
+    first = [k for k in ranked if k not in holdout][:15]
+    a = {k for k in ranked if 0.1 <= sticky("once", k) < 0.3} - set(first)
+    assert set(keys(done.outputs["holdout"])) == holdout
+    assert set(keys(done.outputs["first"])) == set(first)
+    assert set(keys(done.outputs["a"])) == a
+    assert set(keys(done.outputs["complement"])) == {f"p{i}" for i in range(200)} - holdout - set(first) - a
+    assert rows(done.outputs["first"])[0][1] == int(sorted(first)[0][1:])  # columns carried, not the hash
+    assert [c.name for c in done.outputs["a"].columns] == ["n"]
+    new = set(_work_tables()) - before
+    assert new == {p.table for p in done.outputs.values()}
+
+
+def _work_tables() -> list[str]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'campaign_work'")
+        return [row[0] for row in cursor.fetchall()]

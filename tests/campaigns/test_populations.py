@@ -1,0 +1,62 @@
+"""Working tables (apps/campaigns/populations.py): unlogged, made in the node's transaction with its
+settings, and refused when a crash of the database server has emptied them."""
+
+from __future__ import annotations
+
+import pytest
+from django.conf import settings
+from django.db import connection, transaction
+from psycopg import sql
+
+from apps.activities.base import Column, NodeError
+from apps.campaigns.populations import PopulationStore, table_ident
+
+SELECT = "SELECT 'k' || n, n FROM generate_series(1, 5) AS n"
+
+
+def store() -> PopulationStore:
+    return PopulationStore(cursor=connection.cursor(), run_id=424_242, node_pk=7)
+
+
+@pytest.mark.django_db
+def test_a_population_is_an_unlogged_table_made_with_the_node_settings_and_counted_by_its_statement():
+    with transaction.atomic():
+        population = store().create("out", SELECT, columns=[Column("n", "bigint")], dimension="profile")
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT relpersistence FROM pg_class WHERE oid = %s::regclass",
+                           [f"campaign_work.{population.table}"])
+            assert cursor.fetchone() == ("u",)
+            cursor.execute("SELECT current_setting('work_mem')")
+            assert cursor.fetchone()[0] == settings.POPULATION_WORK_MEM
+            cursor.execute(sql.SQL("SELECT count(*), sum(n) FROM {}").format(table_ident(population.table))
+                           .as_string(connection.connection))
+            assert cursor.fetchone() == (5, 15)
+    assert population.count == 5
+
+
+@pytest.mark.django_db
+def test_planner_settings_hold_for_one_statement():
+    with transaction.atomic():
+        node = store()
+        node.create("out", "SELECT current_setting('enable_indexscan') || current_setting('enable_seqscan')",
+                    planner={"enable_indexscan": "off"})
+        with connection.cursor() as cursor:
+            cursor.execute(sql.SQL("SELECT key FROM {}").format(table_ident(node.table_name("out")))
+                           .as_string(connection.connection))
+            assert cursor.fetchone() == ("offon",)
+            cursor.execute("SELECT current_setting('enable_indexscan')")
+            assert cursor.fetchone() == ("on",)
+
+
+@pytest.mark.django_db
+def test_a_population_emptied_by_a_crash_is_refused():
+    with transaction.atomic():
+        kept = store().create("out", SELECT, dimension="profile")
+        empty = store().create("none", "SELECT 'x' WHERE FALSE", dimension="profile")
+        reader = PopulationStore(cursor=connection.cursor(), run_id=424_242, node_pk=8)
+        reader.check_inputs([kept, empty])  # an empty population is not a lost one
+        # what PostgreSQL's crash recovery does to an unlogged table: its rows are gone
+        connection.cursor().execute(sql.SQL("TRUNCATE {}").format(table_ident(kept.table))
+                                    .as_string(connection.connection))
+        with pytest.raises(NodeError, match="lost in a restart of the database server"):
+            reader.check_inputs([kept])
