@@ -513,17 +513,37 @@ def _send_batch(delivery: Delivery, tenant: Tenant, config: ChannelSettings, own
     """Render a claimed batch and hand it over on up to CHANNELS_SENDER_CONNECTIONS connections
     at once (a thread each, the time goes into waiting for the provider), the hand-over starting
     with the first message rendered. Outcomes are written from this thread, in one statement as
-    soon as FLUSH_EVERY have come back, so a worker killed mid-batch re-sends (with the same keys)
-    only what it had handed over and not recorded yet. Messages left when `deadline` passes
+    soon as FLUSH_EVERY have come back (with whatever else came back meanwhile), so a worker
+    killed mid-batch re-sends (with the same keys) only what it had handed over and not recorded
+    yet. Messages left when `deadline` passes
     (before the lease can run out: another sender may own them then) go back to pending."""
     outcomes: list[tuple[int, str, str]] = []
     bounced: list[tuple[str, str]] = []
 
     def note(message_id: int, status: str, detail: str) -> None:
         outcomes.append((message_id, status, detail))
+
+    def flush_if_due() -> None:
         if len(outcomes) >= FLUSH_EVERY:
             _record_outcomes(delivery, owner, outcomes)
             outcomes.clear()
+
+    def drain(*, wait: bool) -> int:
+        """Note the outcomes that came back (waiting for one when `wait`), all of them before a
+        write, so a write takes whatever piled up meanwhile; returns how many lanes finished."""
+        done = 0
+        while True:
+            try:
+                item = results.get() if wait else results.get_nowait()
+            except queue.Empty:
+                break
+            wait = False
+            if item is None:
+                done += 1
+            else:
+                collect(item)
+        flush_if_due()
+        return done
 
     Item = tuple[int, str, str, dict[str, Any]]
     work: queue.Queue[Item | None] = queue.Queue()
@@ -584,24 +604,12 @@ def _send_batch(delivery: Delivery, tenant: Tenant, config: ChannelSettings, own
                     rendered["html"], tenant_id=delivery.tenant_id, message_id=message_id,
                     unsubscribe_url=links["unsubscribe_url"])
             work.put((message_id, address, key, rendered))
-            while True:  # note what came back meanwhile
-                try:
-                    item = results.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    finished += 1
-                else:
-                    collect(item)
+            finished += drain(wait=False)
     finally:
         for _ in threads:
             work.put(None)
     while finished < count:
-        item = results.get()
-        if item is None:
-            finished += 1
-        else:
-            collect(item)
+        finished += drain(wait=True)
     _record_outcomes(delivery, owner, outcomes)
     if bounced:
         tracking.suppress(tenant=tenant, channel=delivery.channel, addresses=bounced)

@@ -43,10 +43,10 @@ def graph(**config):
     }
 
 
-def start(acme, people, smtp_sink, g):
+def start(acme, people, smtp_sink, g, **settings):
     channel_services.channel_settings_update(
         tenant=acme, by=None, smtp_host="127.0.0.1", smtp_port=smtp_sink.port, smtp_security="none",
-        from_email="news@acme.test")
+        from_email="news@acme.test", **settings)
     marketer = people["acme"]["marketer"].user
     campaign = make_campaign(acme, marketer, g)
     with tenant_scope(acme):
@@ -83,11 +83,17 @@ def test_sigkill_mid_send_then_every_recipient_gets_exactly_one_message(fast_rec
     SIGKILLed four times while batches are in flight."""
     started = time.monotonic()
     recipients = bulk_profiles(acme, 20_000)
-    _, run = start(acme, people, smtp_sink, graph(rate_per_second=2000, batch_size=100))
-    kills = (2_000, 6_000, 10_000, 14_000)
+    # No pacing to speak of (the tenant's default is 500/s), so that the senders are handing
+    # messages over, not waiting for their slot, when the kills come.
+    _, run = start(acme, people, smtp_sink, graph(rate_per_second=2000, batch_size=100),
+                   send_rate_per_second=100_000)
+    kills = (2_050, 6_130, 10_270, 14_310)
+    in_flight = []
     for threshold in kills:  # each time while batches are in flight
         wait_until(lambda t=threshold: len(smtp_sink.messages) >= t, timeout=180)
         worker.kill()
+        with tenant_scope(acme):
+            in_flight.append(Message.objects.filter(status="sending").count())
         worker.start()
     run = wait_for_run(run, timeout=300)
     assert run.status == "completed", run.error
@@ -103,8 +109,12 @@ def test_sigkill_mid_send_then_every_recipient_gets_exactly_one_message(fast_rec
     by_address = {r for m in smtp_sink.messages for r in m.rcpt_tos}
     assert by_address == {f"{key}@example.test" for key in recipients}
     # Retried batches re-send with the same Message-ID, which receivers deduplicate; report how many.
-    print(f"received {len(ids)} for {len(recipients)} recipients ({len(ids) - len(expected)} re-sent after "
-          f"{len(kills)} kills) in {time.monotonic() - started:.0f} s")
+    with tenant_scope(acme):
+        reclaimed = Message.objects.filter(delivery=delivery, attempts__gt=1).count()
+    print(f"received {len(ids)} for {len(recipients)} recipients ({len(ids) - len(expected)} re-sent, "
+          f"{reclaimed} claimed again after {len(kills)} kills with {in_flight} leased) in "
+          f"{time.monotonic() - started:.0f} s")
+    assert sum(in_flight) > 0 and reclaimed > 0  # the kills did cut batches short
 
 
 def test_pause_stops_after_the_current_batch_and_resume_continues(fast_recovery, worker, acme, people, smtp_sink):
