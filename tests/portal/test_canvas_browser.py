@@ -401,6 +401,9 @@ def test_a_load_file_uploads_its_file_from_the_panel_and_takes_the_columns_found
     expect(header.get_by_role("button", name="Test run")).to_be_hidden()
     expect(cv.get_by_role("button", name="Publish")).to_be_visible()
     expect(header.locator('button[data-action="test"]')).to_have_count(1)  # still in the page, hidden
+    # The header's status badge would go stale as runs change it: the toolbar's own status replaces it.
+    expect(page.get_by_test_id("header-status")).to_be_hidden()
+    expect(cv.get_by_test_id("campaign-status")).to_have_text("draft")
     expect(page.get_by_role("button", name="Test run")).to_have_count(1)
 
     panel = page.get_by_test_id("config-panel")
@@ -453,6 +456,7 @@ def test_a_load_file_uploads_its_file_from_the_panel_and_takes_the_columns_found
         nojs.goto(f"/campaigns/{campaign.pk}/")
         expect(nojs.get_by_test_id("campaign-actions").get_by_role("button", name="Publish")).to_be_visible()
         expect(nojs.get_by_test_id("campaign-actions").get_by_role("button", name="Test run")).to_be_visible()
+        expect(nojs.get_by_test_id("header-status")).to_be_visible()
     finally:
         plain.close()
 
