@@ -1,16 +1,23 @@
 """Delivery throughput against rendering the same templates in a plain loop.
 
-    python bench/delivery.py --recipients 100000 [--batch 500] [--keep]
+    python bench/delivery.py --recipients 100000 [--senders 2] [--batch 500]
+                             [--webhook-sink asyncio|http.server] [--channels email,sms] [--keep]
 
 Creates a fresh tenant with N profiles and a population of them, then times
-- the project's sender (`apps.channels.sending.delivery_send`, run in this process exactly as
-  the Celery task runs it: ledger written by one INSERT … SELECT, batches claimed under leases,
-  records joined, Liquid rendering, hand-over with idempotency keys, outcomes written back)
-  to a loopback SMTP server (aiosmtpd) and to a loopback HTTP webhook, each in a child process;
+- the project's senders (`apps.channels.sending.delivery_send` exactly as the Celery task runs
+  it: ledger written by one INSERT … SELECT, batches claimed under leases, records looked up,
+  Liquid rendering, hand-over with idempotency keys, outcomes written back). With `--senders 1`
+  the sender runs in this process; with more, each in a process of its own, as Celery worker
+  processes run them (`CHANNELS_SENDERS_PER_DELIVERY`), timed from the moment all are ready;
+- to a loopback SMTP server (aiosmtpd) and to a loopback HTTP webhook (a minimal asyncio
+  HTTP/1.1 keep-alive server that counts Idempotency-Keys, or Python's http.server), each in a
+  child process;
 - the reference: rendering the same templates for the same records in a plain Python loop
   (no database, no network),
-and prints one JSON line: {"bench", "recipients", "smtp_messages_per_s", "webhook_messages_per_s",
-"reference_messages_per_s", "smtp_ratio", "webhook_ratio", "received_smtp", "received_webhook"}.
+and prints one JSON line: {"bench", "recipients", "senders", "batch", "webhook_sink",
+"connections_per_sender", "reference_messages_per_s", "smtp_messages_per_s", "smtp_ratio",
+"sent_smtp", "received_smtp", "webhook_messages_per_s", "webhook_ratio", "sent_webhook",
+"received_webhook", "load_average_1m"}.
 
 Uses the database of DATABASE_URL (migrated). Everything it creates is removed at the end
 (unless --keep)."""
