@@ -615,8 +615,8 @@ def test_without_known_inputs_only_the_config_itself_is_checked(h, shop):
 def test_a_big_population_groups_every_linked_row_with_bitmap_scans_and_the_settings_come_back(h, acme, shop,
                                                                                                monkeypatch):
     """Over a big population the aggregates group every linked row, in a statement planned without
-    plain index scans nor parallel workers (its estimates of indexed filters are not trusted);
-    the node's later statements get the planner's settings back."""
+    plain index scans (its estimates of indexed filters are not trusted) and with parallel workers
+    that only read; the node's later statements get the planner's settings back."""
     monkeypatch.setattr(enrichment, "RESTRICT_BELOW", -1)
     store_records(acme, shop, SHOP)
     population = h.population([("p1",), ("p2",), ("p3",)])
@@ -625,10 +625,10 @@ def test_a_big_population_groups_every_linked_row_with_bitmap_scans_and_the_sett
          "where": {"field": "purchased_at", "op": "within_last", "value": "30d"}},
         {"alias": "spent", "link": "purchases", "aggregate": "sum", "field": "amount"}]}
     with connection.cursor() as cursor:
-        cursor.execute("SELECT current_setting('enable_indexscan'), current_setting('max_parallel_workers_per_gather')")
+        cursor.execute("SELECT current_setting('enable_indexscan'), current_setting('parallel_leader_participation')")
         before = cursor.fetchone()
         done = h.run("enrichment", config, [population])
-        cursor.execute("SELECT current_setting('enable_indexscan'), current_setting('max_parallel_workers_per_gather')")
+        cursor.execute("SELECT current_setting('enable_indexscan'), current_setting('parallel_leader_participation')")
         assert cursor.fetchone() == before
     assert [row[:3] for row in table(done.outputs["out"])] == [("p1", 2, Decimal("19.5")), ("p2", 1, Decimal("1")),
                                                               ("p3", 0, Decimal("0"))]
@@ -637,7 +637,7 @@ def test_a_big_population_groups_every_linked_row_with_bitmap_scans_and_the_sett
     planned = enrichment.Planner(validation, config, enrichment.load_catalog(acme), population.shape, {}, {})
     statement = enrichment._Statement(h.context(), population, {}, planned)
     statement.build(planned.plan())
-    assert statement.planner_settings() == {"enable_indexscan": "off", "max_parallel_workers_per_gather": "0"}
+    assert statement.planner_settings() == {"enable_indexscan": "off", "parallel_leader_participation": "off"}
     # a LATERAL subquery per row (collected purchases) keeps the planner's own choice
     collect = {"columns": [*config["columns"], {"alias": "last", "link": "purchases", "collect": 1,
                                                 "order_by": "purchased_at", "fields": ["order_id"]}]}
