@@ -378,7 +378,7 @@ def _claim(delivery: Delivery, owner: str, size: int, schema_id: int) -> list[tu
                 WHERE r.tenant_id = c.tenant_id AND r.schema_id = c.schema_id AND r.key = c.recipient_key)
         FROM claimed c
         ORDER BY c.id
-    """, [delivery.tenant_id, delivery.pk, size, owner, lease_seconds(), schema_id, delivery.tenant_id])
+    """, [delivery.tenant_id, delivery.pk, size, owner, lease_seconds(), delivery.tenant_id, schema_id])
     rows = cursor.fetchall()
     _execute("UPDATE channels_delivery SET sender_seen_at = now() WHERE tenant_id = %s AND id = %s",
              [delivery.tenant_id, delivery.pk])
