@@ -202,6 +202,7 @@ class EventKind(models.TextChoices):
     DELIVERED = "delivered", "Delivered (provider callback)"
     UNDELIVERED = "undelivered", "Not delivered (provider callback)"
     BOUNCE = "bounce", "Hard bounce"
+    SOFT_BOUNCE = "soft_bounce", "Soft bounce (delayed or temporary failure)"
 
 
 class MessageEvent(TenantOwnedModel):

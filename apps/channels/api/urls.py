@@ -12,6 +12,7 @@ urlpatterns = [
     path("channels/content/validate", views.ContentValidateView.as_view(), name="channel-content-validate"),
     path("channels/content/preview", views.ContentPreviewView.as_view(), name="channel-content-preview"),
     path("channels/content/proof", views.ProofView.as_view(), name="channel-content-proof"),
+    path("channels/bounces", views.BounceView.as_view(), name="channel-bounces"),
     path("channels/report", views.ReportView.as_view(), name="channel-report"),
     path("channels/report.csv", reports.ReportCsvView.as_view(), name="channel-report-csv"),
     path("channels/deliveries/", d.as_view({"get": "list"}), name="delivery-list"),

@@ -1,5 +1,5 @@
 """The channels API: the tenant's channel settings and a test send for each channel; content
-validation, preview and proofs; deliveries and their messages."""
+validation, preview and proofs; deliveries and their messages; asynchronous bounces."""
 
 from __future__ import annotations
 
@@ -169,3 +169,23 @@ class ReportView(TenantAPIMixin, APIView):
         return Response(selectors.delivery_report(
             tenant=self.tenant, campaign=query.get("campaign"), run=query.get("run"), delivery=query.get("delivery"),
             bucket=query.get("bucket") or "hour"))
+
+
+class BounceView(TenantAPIMixin, APIView):
+    """Asynchronous bounces (docs/channels.md, "Tracking and consent"): a raw delivery status
+    notification (`Content-Type: message/rfc822`, as an MTA pipe posts it) or a provider's JSON
+    bounce. 200 when every report matched one of the tenant's e-mails, 202 when some matched none."""
+
+    capabilities = {"post": MANAGE}
+
+    @extend_schema(request={"message/rfc822": bytes, "application/json": dict},
+                   responses={200: OpenApiResponse(description="Every report matched: `reports` with outcomes."),
+                              202: OpenApiResponse(description="Some report matched no message (`unmatched`)."),
+                              400: OpenApiResponse(description="Not a DSN or a valid JSON bounce.")})
+    def post(self, request: Request) -> Response:
+        from apps.channels import bounces
+
+        outcomes = bounces.bounce_record(tenant=self.tenant, content_type=request.content_type or "",
+                                         body=request.body, by=request.user)
+        unmatched = sum(1 for o in outcomes if o["outcome"] == "unmatched")
+        return Response({"reports": outcomes, "unmatched": unmatched}, status=202 if unmatched else 200)
