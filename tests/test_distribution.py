@@ -26,7 +26,8 @@ def tenant_owned_tables() -> set[str]:
     return {m._meta.db_table for m in project_models() if issubclass(m, TenantOwnedModel)}
 
 
-def unique_column_sets(table: str) -> list[tuple[str, list[str]]]:
+def unique_column_sets(table: str, *, primary: bool = False) -> list[tuple[str, list[str]]]:
+    """The table's unique indexes and their columns; with `primary`, its primary key as well."""
     with connection.cursor() as cursor:
         cursor.execute(
             """
@@ -36,10 +37,10 @@ def unique_column_sets(table: str) -> list[tuple[str, list[str]]]:
             JOIN pg_class i ON i.oid = x.indexrelid
             CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, ord)
             LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
-            WHERE t.relname = %s AND x.indisunique AND NOT x.indisprimary
+            WHERE t.relname = %s AND x.indisunique AND (%s OR NOT x.indisprimary)
             GROUP BY i.relname
             """,
-            [table],
+            [table, primary],
         )
         return [(name, [c for c in cols if c]) for name, cols in cursor.fetchall()]
 
@@ -60,9 +61,10 @@ def test_tenant_owned_tables_have_tenant_id_in_every_unique_key():
         with connection.cursor() as cursor:
             columns = {c.name for c in connection.introspection.get_table_description(cursor, table)}
         assert "tenant_id" in columns, f"{table} lacks tenant_id"
-        uniques = unique_column_sets(table)
-        assert any(cols == ["tenant_id", "id"] for _, cols in uniques), f"{table} lacks unique (tenant_id, id)"
-        for name, cols in uniques:
+        # (tenant_id, id) as a unique index or as the primary key itself (schemas_record's).
+        keys = unique_column_sets(table, primary=True)
+        assert any(cols == ["tenant_id", "id"] for _, cols in keys), f"{table} lacks unique (tenant_id, id)"
+        for name, cols in unique_column_sets(table):
             assert "tenant_id" in cols, f"{table}: unique {name} on {cols} does not include tenant_id"
 
 

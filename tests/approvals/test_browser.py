@@ -13,25 +13,13 @@ from apps.campaigns.models import NodeState, Run
 from apps.tenants.scoping import tenant_scope
 from tests.approvals.conftest import approval_graph
 from tests.campaigns.conftest import make_campaign
-from tests.portal.browser import ARTIFACTS, page, sign_in  # noqa: F401  (page: the browser fixture)
+from tests.portal.browser import ARTIFACTS, inline_tasks, page, sign_in  # noqa: F401  (page: the browser fixture)
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture
-def inline_tasks():
-    """Celery tasks run inline in whichever thread sends them (the live server's included)."""
-    from config.celery import app
-
-    app.conf.task_always_eager = True
-    try:
-        yield
-    finally:
-        app.conf.task_always_eager = False
-
-
 def test_approver_approves_from_the_inbox_and_the_run_goes_on(page, live_server, people, password,  # noqa: F811
-                                                               inline_tasks):
+                                                               inline_tasks):  # noqa: F811
     acme = people["acme"]["admin"].tenant
     marketer = people["acme"]["marketer"].user
     campaign = make_campaign(acme, marketer, approval_graph({"title": "Approve the spring launch", "due": "2d"}),

@@ -21,6 +21,18 @@ ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
 
 
 @pytest.fixture
+def inline_tasks():
+    """Celery tasks run inline in whichever thread sends them (the live server's included)."""
+    from config.celery import app
+
+    app.conf.task_always_eager = True
+    try:
+        yield
+    finally:
+        app.conf.task_always_eager = False
+
+
+@pytest.fixture
 def page(live_server, monkeypatch) -> Iterator:
     # .ci/run installs Debian's chromium; a machine without it fails here rather than skipping.
     assert os.path.exists(CHROMIUM), f"{CHROMIUM} is not installed: apt-get install chromium chromium-driver"

@@ -15,21 +15,9 @@ from tests.campaigns.conftest import make_campaign
 from tests.channels.conftest import smtp_ready, smtp_sink  # noqa: F401
 from tests.channels.test_confirmation import audience, one_off_graph  # noqa: F401
 from tests.channels.test_email_activity import campaign_mail
-from tests.portal.browser import ARTIFACTS, page, sign_in  # noqa: F401
+from tests.portal.browser import ARTIFACTS, inline_tasks, page, sign_in  # noqa: F401
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def inline_tasks():
-    """Celery tasks run inline in whichever thread sends them (the live server's included)."""
-    from config.celery import app
-
-    app.conf.task_always_eager = True
-    try:
-        yield
-    finally:
-        app.conf.task_always_eager = False
 
 
 def test_a_marketer_confirms_the_waiting_delivery_from_the_campaign_page(page, live_server, people, password,  # noqa: F811
