@@ -23,11 +23,12 @@ MAX_FILLED_BUCKETS = 24 * 92
 RATES = {
     "exclusion_rate": ("excluded", "targeted", "Excluded / targeted"),
     "failure_rate": ("failed", "handed_over", "Failed / (sent + failed)"),
-    "delivery_rate": ("delivered", "reported", "Delivered / (delivered + undelivered)"),
+    "delivery_rate": ("delivered", "reported", "Delivered / (delivered + undelivered + bounced)"),
     "open_rate": ("opened", "sent", "Opened / sent"),
     "click_rate": ("clicked", "sent", "Clicked / sent"),
     "click_to_open_rate": ("clicked", "opened", "Clicked / opened"),
     "unsubscribe_rate": ("unsubscribed", "sent", "Unsubscribed / sent"),
+    "bounce_rate": ("bounced", "sent", "Bounced (hard) / sent"),
 }
 
 DELIVERY_COLUMNS = [
@@ -35,13 +36,13 @@ DELIVERY_COLUMNS = [
     "created_at", "finished_at", "targeted", "excluded",
     *(f"excluded_{reason}" for reason in ExclusionReason.values),
     "sent", "failed", "pending", "cancelled", "delivered", "undelivered", "opened", "clicked", "unsubscribed",
-    *(f"{rate}_pct" for rate in RATES),
+    "bounced", "soft_bounced", *(f"{rate}_pct" for rate in RATES),
 ]
 OVER_TIME_COLUMNS = ["bucket_start", *(column for _, column in SERIES)]
 
 
 COUNTED = ("targeted", "excluded", "sent", "failed", "pending", "cancelled", "delivered", "undelivered", "opened",
-           "clicked", "unsubscribed")
+           "clicked", "unsubscribed", "bounced", "soft_bounced")
 
 
 def report_totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -59,7 +60,7 @@ def report_rates(counts: dict[str, Any]) -> dict[str, float | None]:
     """Each rate of RATES as a percentage rounded to two decimals; None when its denominator is
     zero (nothing sent yet, no provider report: e-mail has none)."""
     bases = {**counts, "handed_over": counts["sent"] + counts["failed"],
-             "reported": counts["delivered"] + counts["undelivered"]}
+             "reported": counts["delivered"] + counts["undelivered"] + counts["bounced"]}
     rates: dict[str, float | None] = {}
     for name, (numerator, denominator, _) in RATES.items():
         base = bases[denominator]
@@ -111,7 +112,7 @@ def deliveries_csv(rows: list[dict[str, Any]], *, time_zone: str) -> Iterator[st
             _local(delivery.created_at, zone), _local(delivery.finished_at, zone), row["targeted"], row["excluded"],
             *(row["excluded_by_reason"].get(reason, 0) for reason in ExclusionReason.values),
             *(row[k] for k in ("sent", "failed", "pending", "cancelled", "delivered", "undelivered", "opened",
-                               "clicked", "unsubscribed")),
+                               "clicked", "unsubscribed", "bounced", "soft_bounced")),
             *(rates[rate] for rate in RATES),
         ]
 

@@ -111,11 +111,9 @@ def _report_counts(statuses: list[tuple[str, str, int]], events: dict[str, int])
         "targeted": sum(count for _, _, count in statuses), "excluded": by_status["excluded"],
         "excluded_by_reason": excluded, "sent": by_status["sent"], "failed": by_status["failed"],
         "pending": by_status["pending"] + by_status["sending"], "cancelled": by_status["cancelled"],
-        # A hard bounce is an e-mail provider's "not delivered": SMS/push messages get `undelivered`
-        # callbacks and e-mails `bounce` events (bounces only match e-mails), so the sum counts no
-        # message twice.
-        "delivered": events.get("delivered", 0),
-        "undelivered": events.get("undelivered", 0) + events.get("bounce", 0),
+        # `undelivered` are the SMS/push providers' reports; e-mails' hard bounces are `bounced`, so
+        # the delivery rate stays a rate over provider reports and the bounce rate one over e-mails.
+        "delivered": events.get("delivered", 0), "undelivered": events.get("undelivered", 0),
         "opened": events.get("open", 0), "clicked": events.get("click", 0), "unsubscribed": events.get("unsubscribe", 0),
         "bounced": events.get("bounce", 0), "soft_bounced": events.get("soft_bounce", 0),
     }
@@ -124,8 +122,8 @@ def _report_counts(statuses: list[tuple[str, str, int]], events: dict[str, int])
 def delivery_report(*, tenant: Tenant, campaign: Any = None, run: Any = None, delivery: Any = None,
                     bucket: str = "hour") -> dict[str, Any]:
     """What happened to the messages of the tenant's deliveries (optionally of one campaign, run
-    or delivery): targeted, excluded by reason, sent, failed, delivered, undelivered (hard bounces
-    included), opened, clicked, unsubscribed, bounced (hard), soft_bounced, and `over_time` (see
+    or delivery): targeted, excluded by reason, sent, failed, delivered, undelivered (SMS/push
+    provider reports), opened, clicked, unsubscribed, bounced (hard), soft_bounced, and `over_time` (see
     `delivery_report_over_time`). Counted in SQL; an open or a click counts once per message."""
     from django.db import connection
     from psycopg import sql

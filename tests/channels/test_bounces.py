@@ -5,6 +5,8 @@ report's counts, idempotency, malformed bodies, tenant isolation and roles."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from email.message import Message as MimeMessage
 from email.mime.base import MIMEBase
@@ -21,6 +23,7 @@ from apps.profiles.services import profile_upsert
 from apps.tenants.models import AuditEntry
 from apps.tenants.scoping import tenant_scope
 from tests.channels.test_email_activity import email_graph, nodes_of, run_campaign
+from tests.portal.conftest import portal  # noqa: F401  (portal clients signed in by role)
 
 URL = "/api/v1/channels/bounces"
 
@@ -163,7 +166,7 @@ def test_provider_json_bounces(api, acme, people, eager, smtp_ready):
         assert MessageEvent.objects.get(kind="bounce").detail == "mailbox does not exist"
 
 
-def test_report_counts_bounces(api, acme, people, eager, smtp_ready):
+def test_report_counts_bounces(api, portal, acme, people, eager, smtp_ready):  # noqa: F811
     sent = send(acme, people, eager, smtp_ready, "ada", "bob", "cy")
     admin = api("acme", "admin")
     assert post_dsn(admin, dsn(sent["ada@example.test"])).status_code == 200
@@ -174,7 +177,14 @@ def test_report_counts_bounces(api, acme, people, eager, smtp_ready):
         campaign_id = Message.objects.filter(tenant=acme).first().delivery.campaign_id
     report = api("acme", "viewer").get("/api/v1/channels/report", {"campaign": campaign_id}).json()
     assert {k: report[k] for k in ("sent", "failed", "delivered", "undelivered", "bounced", "soft_bounced")} == {
-        "sent": 3, "failed": 0, "delivered": 1, "undelivered": 1, "bounced": 1, "soft_bounced": 1}
+        "sent": 3, "failed": 0, "delivered": 1, "undelivered": 0, "bounced": 1, "soft_bounced": 1}
+    # A hard bounce is a report of its own: the delivery rate counts it, the bounce rate is over e-mails sent.
+    exported = api("acme", "viewer").get("/api/v1/channels/report.csv", {"campaign": campaign_id, "table": "deliveries"})
+    [row] = csv.DictReader(io.StringIO(b"".join(exported.streaming_content).decode()))
+    assert (row["bounced"], row["soft_bounced"], row["delivery_rate_pct"], row["bounce_rate_pct"]) == (
+        "1", "1", "50.0", "33.33")
+    page = portal("acme", "viewer").get(f"/campaigns/{campaign_id}/report/").content.decode()
+    assert 'data-count="bounced"' in page and "33.33 %" in page and 'data-count="soft_bounced"' in page
     [hour] = report["over_time"]
     assert (hour["bounce"], hour["soft_bounce"], hour["delivered"]) == (1, 1, 1)
     assert api("globex", "admin").get("/api/v1/channels/report").json()["bounced"] == 0
