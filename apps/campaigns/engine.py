@@ -405,6 +405,10 @@ def _do_work(run: Run, graph: Graph, node: NodeState, known: dict[str, NodeState
         )
         ctx.store.check_inputs(inputs)
         result = activity.execute(config, ctx, inputs)
+        if isinstance(result, Wait):
+            # Working tables are unlogged (fast, lost in a crash of the server): a node that waits
+            # may need its inputs for days, so they become crash-safe when it first waits.
+            ctx.store.make_durable(inputs)
     logs.extend(_log_entry(run, message, node_id=node.node_id, level=level, **data) for level, message, data in ctx.logs)
     node.count_in = sum(p.count for p in inputs if not p.is_token) if inputs else None
     if isinstance(result, Wait):

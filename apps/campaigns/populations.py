@@ -70,6 +70,22 @@ class PopulationStore:
                 raise NodeError("A working population of this run was lost in a restart of the database server "
                                 "(working tables are not crash-safe): start the run again.")
 
+    def make_durable(self, populations: list[Population]) -> list[str]:
+        """Make the tables of `populations` crash-safe (`ALTER TABLE … SET LOGGED`, which rewrites
+        them once with WAL) if they are still unlogged. For a node that waits (a Wait, an approval,
+        a delivery being sent or confirmed): its inputs may be needed for days, across restarts of
+        the database server, which empty unlogged tables. Returns the tables changed."""
+        tables = sorted({p.table for p in populations if p.table is not None})
+        if not tables:
+            return []
+        unlogged = [name for (name,) in self.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = ANY(%s) AND c.relpersistence = 'u' ORDER BY 1",
+            [WORK_SCHEMA, tables]).fetchall()]
+        for name in unlogged:
+            self.execute(sql.SQL("ALTER TABLE {} SET LOGGED").format(table_ident(name)))
+        return unlogged
+
     def table_name(self, port: str) -> str:
         return f"r{self.run_id}_n{self.node_pk}_{_port_slug(port)}"
 

@@ -159,16 +159,28 @@ class _Walk:
         return {port: Population.from_dict(data) for port, data in (state.outputs or {}).items()}
 
     def check_tables(self) -> None:
-        """One query: every table the run's outputs name still exists (else: purged)."""
-        tables = sorted({p.table for nid in self.states for p in self.outputs(nid).values() if p.table})
-        if not tables:
+        """Every table the run's outputs name still exists (else: purged), and those that had rows
+        still have some (else: emptied by a crash of the server, working tables being unlogged):
+        two queries."""
+        populations = {p.table: p for nid in self.states for p in self.outputs(nid).values() if p.table}
+        if not populations:
             return
+        tables = sorted(populations)
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tablename = ANY(%s)",
                            [WORK_SCHEMA, tables])
             found = cursor.fetchone()[0]
-        if found != len(tables):
-            raise _purged(self.run_row)
+            if found != len(tables):
+                raise _purged(self.run_row)
+            filled = [t for t in tables if populations[t].count]
+            if filled:
+                statement = sql.SQL("SELECT {}").format(sql.SQL(" AND ").join(
+                    sql.SQL("EXISTS (SELECT 1 FROM {})").format(table_ident(t)) for t in filled))
+                cursor.execute(statement.as_string(cursor.connection))
+                if not cursor.fetchone()[0]:
+                    raise Conflict("Working populations of this run were emptied by a restart of the database "
+                                   "server (they are not crash-safe): where a record went can no longer be told "
+                                   "(counts and the log are kept).", code="lost")
 
     def row(self, population: Population, key: str) -> dict[str, Any] | None:
         """The population's row of `key` (its extra columns), or None; one query per table and key."""

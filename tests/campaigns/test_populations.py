@@ -1,5 +1,6 @@
 """Working tables (apps/campaigns/populations.py): unlogged, made in the node's transaction with its
-settings, and refused when a crash of the database server has emptied them."""
+settings, refused when a crash of the database server has emptied them, and made crash-safe
+when the node reading them waits."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from django.conf import settings
 from django.db import connection, transaction
 from psycopg import sql
 
-from apps.activities.base import Column, NodeError
+from apps.activities.base import Column, NodeError, Population
 from apps.campaigns.populations import PopulationStore, table_ident
+from apps.profiles.services import profile_upsert
+from tests.campaigns.test_engine import graph, nodes_of, start
 
 SELECT = "SELECT 'k' || n, n FROM generate_series(1, 5) AS n"
 
@@ -60,3 +63,33 @@ def test_a_population_emptied_by_a_crash_is_refused():
                                     .as_string(connection.connection))
         with pytest.raises(NodeError, match="lost in a restart of the database server"):
             reader.check_inputs([kept])
+
+
+def _persistence(tables: list[str]) -> dict[str, str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT c.relname, c.relpersistence FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                       "WHERE n.nspname = 'campaign_work' AND c.relname = ANY(%s)", [tables])
+        return dict(cursor.fetchall())
+
+
+def test_a_node_that_waits_makes_its_inputs_crash_safe(acme, people, eager):
+    """A Wait may hold its input for days, across restarts of the server that would empty an
+    unlogged table: the input becomes a logged table when the node first waits. The tables of
+    nodes that did not wait stay unlogged."""
+    for key in ("ada", "bob", "cy"):
+        profile_upsert(tenant=acme, values={"id": key, "email": f"{key}@example.test"}, by=None)
+    g = graph({"id": "build", "type": "build_audience", "config": {"filter": {}}},
+              {"id": "dedup", "type": "dedup", "config": {"fields": ["email"]}},
+              {"id": "wait", "type": "wait", "config": {"mode": "duration", "duration": "2d"}},
+              {"id": "end", "type": "end"},
+              edges=[("start", "out", "build"), ("build", "out", "dedup"), ("dedup", "out", "wait"),
+                     ("wait", "out", "end")])
+    _campaign, run = start(acme, people["acme"]["marketer"].user, g, eager=eager)
+    states = nodes_of(run)
+    assert states["wait"].status == "waiting" and states["dedup"].count_out == 3
+    built, deduplicated = states["build"].outputs["out"]["table"], states["dedup"].outputs["out"]["table"]
+    assert _persistence([built, deduplicated]) == {built: "u", deduplicated: "p"}
+    # The next wake-up finds it logged already and changes nothing (one catalog query).
+    with transaction.atomic():
+        node = PopulationStore(cursor=connection.cursor(), run_id=run.pk, node_pk=states["wait"].pk)
+        assert node.make_durable([Population.from_dict(states["dedup"].outputs["out"])]) == []

@@ -10,10 +10,11 @@ import datetime as dt
 import pytest
 from django.db import connection
 from django.utils import timezone
+from psycopg import sql
 
 from apps.campaigns import services
-from apps.campaigns.models import Run
-from apps.campaigns.populations import drop_run_tables
+from apps.campaigns.models import NodeState, Run
+from apps.campaigns.populations import drop_run_tables, table_ident
 from apps.campaigns.why import run_why
 from apps.profiles.services import profile_upsert
 from apps.schemas.models import DataSchema, Field, Link, Record
@@ -334,3 +335,15 @@ def test_bad_key_is_400_naming_the_field(live_run, api, params, message):
     assert response.status_code == 400
     assert message in str(response.json())
     assert "key" in str(response.json())
+
+
+def test_tables_emptied_by_a_crash_answer_409_lost(acme, live_run, api):
+    """What crash recovery does to an unlogged working table: its rows are gone. The answer says
+    so rather than telling that every record was dropped."""
+    with tenant_scope(acme):
+        state = NodeState.objects.get(run=live_run, node_id="build")
+    with connection.cursor() as cursor:
+        cursor.execute(sql.SQL("TRUNCATE {}").format(table_ident(state.outputs["out"]["table"]))
+                       .as_string(cursor.connection))
+    response = api("acme", "viewer").get(f"/api/v1/runs/{live_run.pk}/why", {"key": "sent1"})
+    assert response.status_code == 409 and response.json()["error"]["code"] == "lost"
