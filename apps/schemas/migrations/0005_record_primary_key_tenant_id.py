@@ -2,16 +2,21 @@
 (tenant_id, id), which was already unique, and the index on `id` alone goes. Every record write
 maintained both (a bulk import's write phase is mostly index maintenance); every read of a record by
 id names its tenant (the scoped manager, the services' SQL), so (tenant_id, id) serves them all, and
-it is the key a distributed table (docs/scaling.md) needs. The new key is built once, in the same
-ALTER TABLE that drops the old ones (existing rows are kept as they are)."""
+it is the key a distributed table (docs/scaling.md) needs. The new key's index is built
+CONCURRENTLY (reads and writes go on meanwhile), then becomes the primary key in one short
+ALTER TABLE that drops the old ones (`PRIMARY KEY USING INDEX`: no scan, no rebuild)."""
 
 from django.db import migrations
+
+BUILD = """
+CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS schemas_record_tenant_id_id_pk ON schemas_record (tenant_id, id);
+"""
 
 FORWARD = """
 ALTER TABLE schemas_record
     DROP CONSTRAINT schemas_record_pkey,
     DROP CONSTRAINT schemas_record_tenant_id_key,
-    ADD CONSTRAINT schemas_record_pkey PRIMARY KEY (tenant_id, id);
+    ADD CONSTRAINT schemas_record_pkey PRIMARY KEY USING INDEX schemas_record_tenant_id_id_pk;
 """
 
 BACKWARD = """
@@ -23,6 +28,7 @@ ALTER TABLE schemas_record
 
 
 class Migration(migrations.Migration):
+    atomic = False  # CREATE INDEX CONCURRENTLY cannot run in a transaction
 
     dependencies = [
         ('schemas', '0004_record_without_foreign_keys'),
@@ -30,7 +36,8 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.SeparateDatabaseAndState(
-            database_operations=[migrations.RunSQL(FORWARD, BACKWARD)],
+            database_operations=[migrations.RunSQL(BUILD, migrations.RunSQL.noop),
+                                 migrations.RunSQL(FORWARD, BACKWARD)],
             state_operations=[migrations.RemoveConstraint(model_name='record', name='schemas_record_tenant_id_key')],
         ),
     ]
