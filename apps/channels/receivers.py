@@ -1,4 +1,5 @@
-"""A run that ends (stopped, failed) cancels its deliveries still waiting for confirmation."""
+"""A run that ends (stopped, failed, completed) cancels its deliveries still waiting for
+confirmation, and those still sending (see `apps.channels.services.deliveries_cancel_for_run`)."""
 
 from __future__ import annotations
 

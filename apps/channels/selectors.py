@@ -38,7 +38,7 @@ def content_problems(*, tenant: Tenant, channel: str, content: Any, schema: str 
 def delivery_list(*, tenant: Tenant, filters: dict[str, Any] | None = None) -> QuerySet[Delivery]:
     filters = filters or {}
     with tenant_scope(tenant):
-        qs = Delivery.objects.filter(tenant=tenant).select_related("campaign")
+        qs = Delivery.objects.filter(tenant=tenant).select_related("campaign", "decided_by")
     for name in ("campaign", "run"):
         if filters.get(name):
             try:

@@ -7,6 +7,9 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
+from django.db.models.functions import Now
+from django.utils import timezone
 
 from apps.channels import content as content_module
 from apps.channels import encryption, personalization, providers, selectors
@@ -202,20 +205,32 @@ def _require(tenant: Tenant, by: User | None, capability: str) -> None:
 
 
 def _awaiting(tenant: Tenant, delivery: Delivery) -> Delivery:
-    """The delivery's row, locked, if it still waits for confirmation; else 409."""
+    """The delivery's row, locked, if it still waits for confirmation and its run can still go
+    on; else 409.
+
+    Lock order: the run first, then the delivery (then the node's state, and the run-log row
+    that references the run). Stopping a run takes the same order (the run, its node states,
+    then, in `apps.channels.receivers`, its deliveries), so a decision and a Stop at the same
+    moment queue behind each other on the run's row instead of deadlocking."""
+    from apps.campaigns.models import Run, RunStatus
+
     with tenant_scope(tenant):
+        run = Run.objects.select_for_update().filter(tenant=tenant, pk=delivery.run_id).first()
         locked = Delivery.objects.select_for_update().filter(tenant=tenant, pk=delivery.pk).first()
-    if locked is None:
+    if run is None or locked is None:
         raise NotFound("No such delivery.")
     if locked.status != DeliveryStatus.AWAITING_CONFIRMATION:
         raise Conflict(f"The delivery is not waiting for confirmation (it is {locked.get_status_display().lower()}).",
                        code="not_awaiting_confirmation")
+    # Its waiting node can still go on (a paused or suspended run sends on resume / retry); an
+    # ended run's node never will.
+    if run.status not in (RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.SUSPENDED):
+        raise Conflict(f"The run is {run.get_status_display().lower()}: its delivery can no longer be decided.",
+                       code="run_not_active")
     return locked
 
 
 def _decided(delivery: Delivery, *, status: str, by: User | None) -> None:
-    from django.utils import timezone
-
     delivery.status = status
     delivery.decided_by = by if by is not None and by.is_authenticated else None
     delivery.decided_at = timezone.now()
@@ -282,15 +297,49 @@ def _cancel_pending(tenant: Tenant, delivery: Delivery) -> int:
 
 
 def deliveries_cancel_for_run(*, run: Any) -> int:
-    """The run ended (stopped, failed): deliveries still waiting for confirmation are cancelled,
-    so none of them can be confirmed (and sent) later."""
+    """The run ended (stopped, failed, completed): its deliveries still waiting for confirmation
+    are cancelled, so none of them can be confirmed (and sent) later; and its deliveries still
+    `sending` are cancelled as a sender cancels itself when it finds the run ended
+    (`sending._cancel`), since no node will send a sender for them again (a delivery confirmed
+    just before the run was stopped would otherwise stay `sending` with its messages pending).
+
+    Runs in the transaction that ends the run, which holds the run's row (lock order: run, then
+    delivery). Rows of a `sending` delivery that a live sender holds (status `sending` under an
+    unexpired lease) are left to that sender: it records their outcomes, then finds the run
+    ended before its next batch and cancels what is left. Only `pending` rows and rows of a
+    lapsed lease are cancelled here, so an outcome a provider already accepted is never
+    overwritten. Returns the number of deliveries cancelled; a second call finds none."""
+    from apps.channels import sending
+
     with tenant_scope(run.tenant), transaction.atomic():
-        waiting = list(Delivery.objects.select_for_update().filter(
-            tenant_id=run.tenant_id, run_id=run.pk, status=DeliveryStatus.AWAITING_CONFIRMATION))
-        for delivery in waiting:
-            cancelled = _cancel_pending(run.tenant, delivery)
-            _decided(delivery, status=DeliveryStatus.CANCELLED, by=None)
+        deliveries = list(Delivery.objects.select_for_update().filter(
+            tenant_id=run.tenant_id, run_id=run.pk,
+            status__in=[DeliveryStatus.AWAITING_CONFIRMATION, DeliveryStatus.SENDING]).order_by("pk"))
+        for delivery in deliveries:
+            if delivery.status == DeliveryStatus.AWAITING_CONFIRMATION:
+                cancelled = _cancel_pending(run.tenant, delivery)
+                _decided(delivery, status=DeliveryStatus.CANCELLED, by=None)
+            else:
+                cancelled = _cancel_unleased(run.tenant, delivery)
+                delivery.status = DeliveryStatus.CANCELLED
+                delivery.finished_at = timezone.now()
+                delivery.save(update_fields=["status", "finished_at"])
+            # Its node is cancelled and will not write the final counts: they are written here
+            # (a live sender's last outcomes are not in them).
+            delivery.counts = sending.delivery_counts(delivery)
+            delivery.save(update_fields=["counts"])
             audit_record(tenant=run.tenant, actor=None, action="delivery.cancel", obj=delivery,
                          data={"run": run.pk, "node": delivery.node_id, "cancelled": cancelled,
                                "run_status": run.status})
-    return len(waiting)
+    return len(deliveries)
+
+
+def _cancel_unleased(tenant: Tenant, delivery: Delivery) -> int:
+    """A sending delivery's messages no sender holds (pending, or leased by a sender that died)
+    become `cancelled`."""
+    with tenant_scope(tenant):
+        return Message.objects.filter(tenant=tenant, delivery=delivery).filter(
+            Q(status=MessageStatus.PENDING)
+            | Q(status=MessageStatus.SENDING, lease_expires_at__lt=Now())
+            | Q(status=MessageStatus.SENDING, lease_expires_at__isnull=True)).update(
+            status=MessageStatus.CANCELLED, lease_owner="", lease_expires_at=None)

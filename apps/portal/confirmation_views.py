@@ -33,7 +33,10 @@ def confirmation_context(request: HttpRequest, run: Run | None) -> dict[str, Any
     rows = []
     if run is not None and not run.is_test:
         for delivery in deliveries_awaiting_confirmation(tenant=request.tenant, run=run):
-            counts = channel_selectors.delivery_counts(tenant=request.tenant, delivery=delivery)
+            # The counts stored when it started waiting: nothing changes the ledger of a delivery
+            # waiting for confirmation, so they are the live counts, without a count over the
+            # ledger at each refresh of the panel (every 3 s while the run is active).
+            counts = delivery.counts or channel_selectors.delivery_counts(tenant=request.tenant, delivery=delivery)
             reasons = [(ExclusionReason(reason).label if reason in ExclusionReason.values else reason, count)
                        for reason, count in sorted(counts["excluded_by_reason"].items())]
             rows.append({"delivery": delivery, "counts": counts, "reasons": reasons})

@@ -8,10 +8,16 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
 
 from apps.activities import registry
 from apps.campaigns import schedules, services
 from apps.campaigns.models import Schedule
+from apps.channels import sending
 from apps.channels import services as channel_services
 from apps.channels.models import Delivery, Message
 from apps.core.errors import Conflict, PermissionDenied
@@ -255,3 +261,98 @@ def test_a_confirmation_while_the_campaign_is_paused_is_sent_on_resume(acme, peo
         services.campaign_resume(tenant=acme, campaign=run.campaign, by=marketer)
     assert refreshed(run).status == "completed", run.error
     assert len(campaign_mail(smtp_ready)) == 3
+
+
+def test_a_delivery_confirmed_then_stopped_before_any_sender_ran_is_cancelled(acme, people, eager, smtp_ready,
+                                                                              audience):
+    """Confirm commits (delivery `sending`, no sender started yet: on-commit kicks not run), then
+    Stop cancels the waiting node: no sender will ever come, so the run's end cancels the
+    delivery itself. A row a live sender holds is left to it; a lapsed lease's row is cancelled."""
+    run = run_campaign(acme, people, eager, one_off_graph())
+    delivery = waiting_delivery(run)
+    marketer = people["acme"]["marketer"].user
+    with tenant_scope(acme):
+        channel_services.delivery_confirm(tenant=acme, delivery=delivery, by=marketer)
+        assert waiting_delivery(run).status == "sending"
+        live, lapsed, *_ = Message.objects.filter(delivery=delivery, status="pending").order_by("id")
+        now = timezone.now()
+        Message.objects.filter(pk=live.pk).update(status="sending", lease_owner="live",
+                                                  lease_expires_at=now + dt.timedelta(minutes=5))
+        Message.objects.filter(pk=lapsed.pk).update(status="sending", lease_owner="dead",
+                                                    lease_expires_at=now - dt.timedelta(minutes=5))
+    with tenant_scope(acme), eager(execute=True):
+        services.run_stop(tenant=acme, run=run, by=marketer)
+    assert refreshed(run).status == "stopped" and nodes_of(run)["mail"].status == "cancelled"
+    delivery = waiting_delivery(run)
+    assert delivery.status == "cancelled" and delivery.finished_at is not None
+    assert delivery.decided_by == marketer  # the decision stays the confirmation
+    with tenant_scope(acme):
+        statuses = dict(Message.objects.filter(delivery=delivery).values_list("id", "status"))
+    assert "pending" not in statuses.values()
+    assert statuses[live.pk] == "sending" and statuses[lapsed.pk] == "cancelled"
+    assert sorted(statuses.values()) == ["cancelled"] * 2 + ["excluded"] * 2 + ["sending"]
+    assert delivery.counts["cancelled"] == 2 and delivery.counts["pending"] == 0
+    [entry] = audit(acme, "delivery.cancel")
+    assert entry.actor is None and entry.data == {"run": run.pk, "node": "mail", "cancelled": 2,
+                                                  "run_status": "stopped"}
+    # Idempotent: a second end (or the live sender's own `_cancel`) finds nothing more to do.
+    assert channel_services.deliveries_cancel_for_run(run=refreshed(run)) == 0
+    assert len(audit(acme, "delivery.cancel")) == 1 and campaign_mail(smtp_ready) == []
+
+
+def test_a_decision_on_a_run_that_cannot_go_on_is_a_409(acme, people, eager, smtp_ready, audience):
+    """The run is locked and checked before the delivery: a run that ended without its waiting
+    delivery being cancelled (status written past the receiver) refuses; a suspended one accepts
+    (it sends once retried)."""
+    from apps.campaigns.models import Run
+
+    run = run_campaign(acme, people, eager, one_off_graph())
+    delivery = waiting_delivery(run)
+    client = api_client_for(people["acme"]["admin"].user)
+    for status in ("failed", "completed", "stopped"):
+        with tenant_scope(acme):
+            Run.objects.filter(pk=run.pk).update(status=status)  # .update(): no post_save receiver
+        for action in ("confirm", "cancel"):
+            response = client.post(url(delivery, action))
+            assert response.status_code == 409, response.content
+            assert response.json()["error"]["code"] == "run_not_active"
+    assert waiting_delivery(run).status == "awaiting_confirmation"
+    assert audit(acme, "delivery.confirm") == audit(acme, "delivery.cancel") == []
+    with tenant_scope(acme):
+        Run.objects.filter(pk=run.pk).update(status="suspended")
+    response = client.post(url(delivery, "confirm"))
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "sending" and campaign_mail(smtp_ready) == []
+
+
+def test_the_portal_panel_shows_the_stored_counts_without_counting_the_ledger(acme, people, eager, smtp_ready,
+                                                                               audience):
+    run = run_campaign(acme, people, eager, one_off_graph())
+    delivery = waiting_delivery(run)
+    assert delivery.counts["pending"] == 3 and delivery.counts["excluded_by_reason"] == {
+        "no_address": 1, "no_consent": 1}
+    client = Client()
+    client.force_login(people["acme"]["viewer"].user)
+    panel = reverse("portal:campaign-run-confirmations", kwargs={"campaign_id": run.campaign_id, "run_id": run.pk})
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(panel)
+    assert response.status_code == 200
+    assert response.context["confirmations"][0]["counts"] == sending.delivery_counts(delivery)
+    assert not [q["sql"] for q in queries.captured_queries if "channels_message" in q["sql"]]
+
+
+def test_the_delivery_list_reads_who_decided_in_the_same_query(acme, people, eager, smtp_ready, audience):
+    run = run_campaign(acme, people, eager, one_off_graph())
+    delivery = waiting_delivery(run)
+    admin = people["acme"]["admin"].user
+    with tenant_scope(acme):
+        channel_services.delivery_cancel(tenant=acme, delivery=delivery, by=admin)
+    client = api_client_for(people["acme"]["viewer"].user)
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/api/v1/channels/deliveries/")
+    assert response.status_code == 200
+    rows = response.json()["results"] if isinstance(response.json(), dict) else response.json()
+    assert [row["decided_by"] for row in rows] == ["admin@acme.test"]
+    user_table = type(admin)._meta.db_table
+    assert not [q["sql"] for q in queries.captured_queries
+                if q["sql"].startswith(f'SELECT "{user_table}"') and "channels_delivery" not in q["sql"]]
