@@ -516,9 +516,16 @@ def _send_batch(delivery: Delivery, tenant: Tenant, config: ChannelSettings, own
     soon as FLUSH_EVERY have come back (with whatever else came back meanwhile), so a worker
     killed mid-batch re-sends (with the same keys) only what it had handed over and not recorded
     yet. Messages left when `deadline` passes
-    (before the lease can run out: another sender may own them then) go back to pending."""
+    (before the lease can run out: another sender may own them then) go back to pending.
+
+    When anything raises in this thread mid-batch (a rendering helper, a write), the batch is
+    wound down before the error goes on: messages no lane has taken yet are taken back, every
+    lane finishes the message in hand, and all outcomes are written, what was never handed over
+    going back to pending untried. Otherwise what the lanes sent would stay `sending` until the
+    lease ran out, and another sender would send it again."""
     outcomes: list[tuple[int, str, str]] = []
     bounced: list[tuple[str, str]] = []
+    handled: set[int] = set()  # noted here or handed to a lane; the rest go back untried on failure
 
     def note(message_id: int, status: str, detail: str) -> None:
         outcomes.append((message_id, status, detail))
@@ -528,7 +535,7 @@ def _send_batch(delivery: Delivery, tenant: Tenant, config: ChannelSettings, own
             _record_outcomes(delivery, owner, outcomes)
             outcomes.clear()
 
-    def drain(*, wait: bool) -> int:
+    def drain(*, wait: bool, flush: bool = True) -> int:
         """Note the outcomes that came back (waiting for one when `wait`), all of them before a
         write, so a write takes whatever piled up meanwhile; returns how many lanes finished."""
         done = 0
@@ -542,7 +549,8 @@ def _send_batch(delivery: Delivery, tenant: Tenant, config: ChannelSettings, own
                 done += 1
             else:
                 collect(item)
-        flush_if_due()
+        if flush:
+            flush_if_due()
         return done
 
     Item = tuple[int, str, str, dict[str, Any]]
@@ -558,15 +566,23 @@ def _send_batch(delivery: Delivery, tenant: Tenant, config: ChannelSettings, own
                     if time.monotonic() > deadline:
                         results.put((message_id, UNTRIED, "", ""))
                         continue
-                    result = provider.send(key=key, address=address, rendered=rendered)
+                    try:
+                        result = provider.send(key=key, address=address, rendered=rendered)
+                    except Exception as exc:  # a bug or an input nobody foresaw: this message only
+                        logger.exception("delivery %s: message %s", delivery.pk, message_id)
+                        results.put((message_id, MessageStatus.FAILED, f"Cannot send: {exc!r}"[:1000], ""))
+                        continue
                     results.put((message_id, statuses.get(result.outcome, MessageStatus.PENDING), result.detail,
                                  address if result.is_hard_bounce else ""))
-        except providers.ProviderError as exc:
-            # The provider cannot be reached at all: what this lane takes from now on goes back to
-            # pending (its attempt counted), for the next sender to retry.
-            logger.warning("delivery %s: %s", delivery.pk, exc)
+        except Exception as exc:
+            # The provider cannot be reached at all (or closing it failed): what this lane takes
+            # from now on goes back to pending (its attempt counted), for the next sender to retry.
+            if isinstance(exc, providers.ProviderError):
+                logger.warning("delivery %s: %s", delivery.pk, exc)
+            else:
+                logger.exception("delivery %s: a sending lane failed", delivery.pk)
             while (item := work.get()) is not None:
-                results.put((item[0], MessageStatus.PENDING, str(exc), ""))
+                results.put((item[0], MessageStatus.PENDING, str(exc) or repr(exc), ""))
         finally:
             results.put(None)
 
@@ -581,12 +597,24 @@ def _send_batch(delivery: Delivery, tenant: Tenant, config: ChannelSettings, own
     for thread in threads:
         thread.start()
     finished = 0
+
+    def stop_lanes() -> None:
+        """Let every lane finish (after what is queued) and note all their outcomes."""
+        nonlocal finished
+        for _ in threads:
+            work.put(None)
+        while finished < count:
+            finished += drain(wait=True, flush=False)
+        for thread in threads:
+            thread.join()
+
     # Links (signed unsubscribe URL) cost a signature and a URL reversal each: only when used.
     needs_links = delivery.channel == "email" or "unsubscribe_url" in json.dumps(delivery.content)
     campaign_name = delivery.campaign.name
     try:
         for message_id, _key, address, idempotency_key, data, attempts, attributes in rows:
             if attempts > MAX_ATTEMPTS:
+                handled.add(message_id)
                 note(message_id, MessageStatus.FAILED, f"Gave up after {MAX_ATTEMPTS} attempts.")
                 continue
             key = str(idempotency_key)
@@ -597,19 +625,37 @@ def _send_batch(delivery: Delivery, tenant: Tenant, config: ChannelSettings, own
             try:
                 rendered = content_module.render_content(delivery.channel, delivery.content, context)
             except personalization.RenderError as exc:
+                handled.add(message_id)
                 note(message_id, MessageStatus.FAILED, f"Cannot render: {exc}")
                 continue
             if delivery.channel == "email":
                 rendered["html"], rendered["headers"] = tracking.instrument_email(
                     rendered["html"], tenant_id=delivery.tenant_id, message_id=message_id,
                     unsubscribe_url=links["unsubscribe_url"])
+            handled.add(message_id)
             work.put((message_id, address, key, rendered))
             finished += drain(wait=False)
-    finally:
-        for _ in threads:
-            work.put(None)
-    while finished < count:
-        finished += drain(wait=True)
+    except BaseException:
+        # Stop handing over: take back what no lane has taken yet, wait for the lanes, write
+        # every outcome (what was not handed over goes back to pending, untried), then go on
+        # with the error.
+        while True:
+            try:
+                item = work.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                note(item[0], UNTRIED, "")
+        stop_lanes()
+        outcomes.extend((row[0], UNTRIED, "") for row in rows if row[0] not in handled)
+        try:
+            _record_outcomes(delivery, owner, outcomes)
+            if bounced:
+                tracking.suppress(tenant=tenant, channel=delivery.channel, addresses=bounced)
+        except Exception:
+            logger.exception("delivery %s: cannot record the outcomes of a failed batch", delivery.pk)
+        raise
+    stop_lanes()
     _record_outcomes(delivery, owner, outcomes)
     if bounced:
         tracking.suppress(tenant=tenant, channel=delivery.channel, addresses=bounced)
