@@ -356,3 +356,77 @@ def test_the_delivery_list_reads_who_decided_in_the_same_query(acme, people, eag
     user_table = type(admin)._meta.db_table
     assert not [q["sql"] for q in queries.captured_queries
                 if q["sql"].startswith(f'SELECT "{user_table}"') and "channels_delivery" not in q["sql"]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stop_holding_the_run_and_a_confirm_queue_on_the_run_instead_of_deadlocking(acme, people, eager,
+                                                                                      smtp_ready, audience):
+    """The race of the review, made deterministic on two real connections: Stop has taken the
+    run's row; Confirm arrives. Confirm waits for the run before touching the delivery (it used
+    to lock the delivery first, then wait for the run at its run-log insert, while Stop's
+    receiver waited for the delivery: a deadlock, 500). Stop then finishes and commits; Confirm
+    gets the run, finds the delivery cancelled, and answers 409."""
+    import threading
+
+    from django.db import OperationalError, connections, transaction
+
+    from apps.campaigns.models import Run
+
+    run = run_campaign(acme, people, eager, one_off_graph())
+    delivery = waiting_delivery(run)
+    marketer = people["acme"]["marketer"].user
+    run_locked, go_on = threading.Event(), threading.Event()
+    outcome: dict[str, object] = {}
+
+    def stop() -> None:
+        try:
+            with tenant_scope(acme), transaction.atomic():
+                Run.objects.select_for_update().get(tenant=acme, pk=run.pk)
+                run_locked.set()
+                assert go_on.wait(20)
+                services.run_stop(tenant=acme, run=run, by=marketer)  # node states, run, receiver
+            outcome["stop"] = "stopped"
+        except Exception as exc:
+            outcome["stop"] = exc
+        finally:
+            connections.close_all()
+
+    def confirm() -> None:
+        try:
+            with tenant_scope(acme):
+                channel_services.delivery_confirm(tenant=acme, delivery=delivery, by=marketer)
+            outcome["confirm"] = "confirmed"
+        except Exception as exc:
+            outcome["confirm"] = exc
+        finally:
+            connections.close_all()
+
+    stopper = threading.Thread(target=stop)
+    stopper.start()
+    assert run_locked.wait(20)
+    confirmer = threading.Thread(target=confirm)
+    confirmer.start()
+    with connection.cursor() as cursor:  # wait until Confirm is queued behind Stop on a lock
+        for _ in range(200):
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                           "AND wait_event_type = 'Lock'")
+            if cursor.fetchone()[0]:
+                break
+            threading.Event().wait(0.05)
+        else:
+            raise AssertionError("Confirm did not wait for Stop")
+    # Confirm waits for the run, holding nothing on the delivery.
+    with transaction.atomic(), connection.cursor() as cursor:
+        try:
+            cursor.execute("SELECT id FROM channels_delivery WHERE tenant_id = %s AND id = %s FOR UPDATE NOWAIT",
+                           [acme.pk, delivery.pk])
+        except OperationalError:
+            go_on.set()
+            raise AssertionError("Confirm holds the delivery while it waits for the run") from None
+    go_on.set()
+    stopper.join(30)
+    confirmer.join(30)
+    assert outcome["stop"] == "stopped", outcome
+    assert isinstance(outcome["confirm"], Conflict) and outcome["confirm"].code == "not_awaiting_confirmation", outcome
+    assert refreshed(run).status == "stopped"
+    assert waiting_delivery(run).status == "cancelled" and campaign_mail(smtp_ready) == []
