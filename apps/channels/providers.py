@@ -14,6 +14,7 @@ import hmac
 import http.client
 import ipaddress
 import json
+import re
 import smtplib
 import socket
 import ssl
@@ -94,17 +95,53 @@ def check_destination(host: str) -> None:
 
 # E-mail ----------------------------------------------------------------------------------------
 
+# Control characters (C0 but tab, and DEL) have no place in a header: a personalised subject or
+# name carrying one (NUL, ESC, a line break) gets a space instead.
+CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]+")
+# Lines of a text body: only CRLF, CR and LF end one (str.splitlines also splits on \f, \v, \x1c-\x1e
+# and Unicode separators, which are content).
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def clean_header(value: str) -> str:
+    """`value` without control characters (each run of them becomes one space)."""
+    return CONTROLS.sub(" ", value)
+
+
+def ascii_address(address: str) -> str | None:
+    """`address` as it can be written in a plain (non-SMTPUTF8) message: as is when ASCII, with
+    its domain IDNA-encoded (punycode) when only the domain is not; None when the local part is
+    not ASCII (only SMTPUTF8 can carry it). RFC 2047 encoded-words are not allowed in addresses."""
+    address = clean_header(address).strip()
+    if address.isascii():
+        return address
+    local, at, domain = address.rpartition("@")
+    if not at or not local.isascii():
+        return None
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        return None
+
+
+def needs_smtputf8(config: ChannelSettings, email: Email) -> bool:
+    """Whether an address of the message (envelope or header) can only be written in UTF-8."""
+    return not (email.to.isascii() and config.from_email.isascii()
+                and (not config.reply_to or ascii_address(config.reply_to) is not None))
+
+
 def build_email(config: ChannelSettings, email: Email) -> EmailMessage:
     message = EmailMessage()
-    message["From"] = formataddr((config.from_name, config.from_email)) if config.from_name else config.from_email
+    from_name = clean_header(config.from_name)
+    message["From"] = formataddr((from_name, config.from_email)) if from_name else config.from_email
     message["To"] = email.to
-    message["Subject"] = email.subject
+    message["Subject"] = clean_header(email.subject)
     if config.reply_to:
-        message["Reply-To"] = config.reply_to
-    message["Date"] = formatdate(localtime=False)
+        message["Reply-To"] = ascii_address(config.reply_to) or clean_header(config.reply_to)
+    message["Date"] = formatdate(usegmt=True)
     message["Message-ID"] = f"<{email.message_id}>"
     for name, value in email.headers.items():
-        message[name] = value
+        message[name] = clean_header(value)
     message.set_content(email.text or " ", subtype="plain", charset="utf-8")
     if email.html:
         message.add_alternative(email.html, subtype="html", charset="utf-8")
@@ -112,8 +149,9 @@ def build_email(config: ChannelSettings, email: Email) -> EmailMessage:
 
 
 def _header(value: str) -> str:
-    """A header value on one line, RFC 2047-encoded (and folded) when it is not plain ASCII."""
-    value = " ".join(value.splitlines())
+    """An unstructured header value (never an address: RFC 2047 §5) on one line, without control
+    characters, RFC 2047-encoded (and folded) when it is not plain ASCII."""
+    value = clean_header(value)
     if value.isascii() and len(value) < 900:
         return value
     return Header(value, "utf-8").encode(linesep="\r\n")
@@ -121,8 +159,10 @@ def _header(value: str) -> str:
 
 def _part(content_type: str, body: str) -> bytes:
     """One text part: 7bit when it is short-lined ASCII, else quoted-printable UTF-8; CRLF lines."""
-    lines = body.splitlines()
-    if body.isascii() and all(len(line) < 990 for line in lines):
+    lines = LINE_BREAK.split(body)
+    if lines[-1] == "":  # a final line break ends the last line, it does not start another
+        lines.pop()
+    if body.isascii() and not any(CONTROLS.search(line) for line in lines) and all(len(line) < 990 for line in lines):
         encoding, payload = "7bit", "".join(f"{line}\r\n" for line in lines).encode()
     else:
         encoding = "quoted-printable"
@@ -136,14 +176,17 @@ def email_bytes(config: ChannelSettings, email: Email) -> bytes:
     """The same message as `build_email`, written directly as bytes (RFC 5322 / MIME: text part,
     plus an HTML alternative when there is HTML). A tenth of the cost of building and flattening
     an EmailMessage, which was most of a sender's time per e-mail."""
-    sender = formataddr((config.from_name, config.from_email), charset="utf-8") if config.from_name else (
-        config.from_email)
-    headers = [("From", sender), ("To", email.to), ("Subject", email.subject)]
+    from_name = clean_header(config.from_name)
+    # Addresses are written as they are (ASCII: the caller sends the others with build_email and
+    # SMTPUTF8), the display name encoded by formataddr; only unstructured values go through _header.
+    sender = formataddr((from_name, config.from_email), charset="utf-8") if from_name else config.from_email
+    addresses = [("From", sender), ("To", clean_header(email.to))]
     if config.reply_to:
-        headers.append(("Reply-To", config.reply_to))
-    headers += [("Date", formatdate(localtime=False)), ("Message-ID", f"<{email.message_id}>"),
-                *email.headers.items(), ("MIME-Version", "1.0")]
-    head = "".join(f"{name}: {_header(value)}\r\n" for name, value in headers).encode()
+        addresses.append(("Reply-To", ascii_address(config.reply_to) or ""))
+    headers = [("Subject", email.subject), ("Date", formatdate(usegmt=True)), ("Message-ID", f"<{email.message_id}>"),
+               *email.headers.items(), ("MIME-Version", "1.0")]
+    head = "".join([*(f"{name}: {value}\r\n" for name, value in addresses),
+                    *(f"{name}: {_header(value)}\r\n" for name, value in headers)]).encode()
     text = _part("text/plain", email.text or " ")
     if not email.html:
         return head + text
@@ -206,12 +249,17 @@ class SmtpSender:
             except ProviderError as exc:
                 return Result(RETRY, str(exc))
         try:
-            if email.to.isascii() and self.config.from_email.isascii():
+            if not needs_smtputf8(self.config, email):
                 refused = self.connection.sendmail(self.config.from_email, [email.to],
                                                    email_bytes(self.config, email))
-            else:  # internationalized addresses: SMTPUTF8, as the email package does it
-                refused = self.connection.send_message(build_email(self.config, email),
-                                                       from_addr=self.config.from_email, to_addrs=[email.to])
+            else:  # internationalized addresses: SMTPUTF8 (RFC 6531), the message in UTF-8
+                self.connection.ehlo_or_helo_if_needed()
+                if not self.connection.has_extn("smtputf8"):
+                    return Result(FAILED, "The SMTP server does not accept internationalized addresses (SMTPUTF8).")
+                message = build_email(self.config, email)
+                data = message.as_bytes(policy=message.policy.clone(utf8=True, linesep="\r\n"))
+                refused = self.connection.sendmail(self.config.from_email, [email.to], data,
+                                                   mail_options=["SMTPUTF8", "BODY=8BITMIME"])
         except smtplib.SMTPRecipientsRefused as exc:
             code, reason = next(iter(exc.recipients.values()), (550, b""))
             return _smtp_refusal(code, reason)

@@ -99,7 +99,7 @@ class SmtpSink:
     and a (certificate, key) pair, it requires STARTTLS, or speaks TLS from the first byte."""
 
     def __init__(self, *, username: str | None = None, password: str | None = None, tls: str | None = None,
-                 certificate: tuple[Path, Path] | None = None) -> None:
+                 certificate: tuple[Path, Path] | None = None, smtputf8: bool = True) -> None:
         self.port = free_port()
         self.messages: list[Received] = []
         self.refuse: set[str] = set()
@@ -114,6 +114,7 @@ class SmtpSink:
             context.load_cert_chain(*certificate)
             kwargs.update({"tls_context": context, "require_starttls": True} if tls == "starttls"
                           else {"ssl_context": context})
+        kwargs["enable_SMTPUTF8"] = smtputf8  # RFC 6531: internationalized addresses
         self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port, **kwargs)
         # aiosmtpd logs every command at INFO: thousands of lines a second in a bulk send.
         logging.getLogger("mail.log").setLevel(logging.WARNING)
