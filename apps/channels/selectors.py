@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from apps.channels import content as content_module
-from apps.channels.models import ChannelSettings, Delivery, Message, MessageStatus
+from apps.channels.models import ChannelSettings, Delivery, DeliveryStatus, Message, MessageStatus
 from apps.core.errors import ApplicationError, NotFound
 from apps.schemas import selectors as schema_selectors
 from apps.tenants.models import Tenant
@@ -47,6 +47,10 @@ def delivery_list(*, tenant: Tenant, filters: dict[str, Any] | None = None) -> Q
                 raise ApplicationError(f"Invalid {name}.", fields={name: ["Give an id."]}) from None
     if filters.get("channel"):
         qs = qs.filter(channel=filters["channel"])
+    if filters.get("status"):
+        if filters["status"] not in DeliveryStatus.values:
+            raise ApplicationError("Invalid status.", fields={"status": [f"One of: {', '.join(DeliveryStatus.values)}."]})
+        qs = qs.filter(status=filters["status"])
     return qs
 
 

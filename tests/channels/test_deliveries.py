@@ -23,6 +23,10 @@ def test_deliveries_api_shows_counts_by_reason_and_messages(api, acme, people, e
     assert [(m["recipient_key"], m["reason"]) for m in messages["results"]] == [("optout", "no_consent")]
     assert client.get(f"/api/v1/channels/deliveries/{delivery['id']}/messages/?status=nope").status_code == 400
     assert client.get("/api/v1/channels/deliveries/?run=x").status_code == 400
+    assert [d["id"] for d in client.get("/api/v1/channels/deliveries/?status=done").json()["results"]] == [delivery["id"]]
+    assert client.get("/api/v1/channels/deliveries/?status=awaiting_confirmation").json()["results"] == []
+    bad = client.get("/api/v1/channels/deliveries/?status=nope")
+    assert bad.status_code == 400 and "status" in bad.json()["error"]["fields"]
     assert client.get(f"/api/v1/channels/deliveries/{delivery['id']}/file").status_code == 409
 
 

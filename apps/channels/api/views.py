@@ -118,10 +118,11 @@ class DeliveryViewSet(TenantAPIMixin, ViewSet):
         return selectors.delivery_get(tenant=self.tenant, id=pk)
 
     @extend_schema(parameters=[OpenApiParameter("campaign", int), OpenApiParameter("run", int),
-                               OpenApiParameter("channel", str)], responses=s.DeliverySerializer(many=True))
+                               OpenApiParameter("channel", str), OpenApiParameter("status", str)],
+                   responses=s.DeliverySerializer(many=True))
     def list(self, request: Request) -> Response:
         qs = selectors.delivery_list(tenant=self.tenant, filters={
-            name: request.query_params.get(name) for name in ("campaign", "run", "channel")})
+            name: request.query_params.get(name) for name in ("campaign", "run", "channel", "status")})
         paginator = PagePagination()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(s.DeliverySerializer(page, many=True).data)
