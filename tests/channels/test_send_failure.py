@@ -6,6 +6,7 @@ rest exactly once. Real PostgreSQL, real SMTP server on loopback."""
 from __future__ import annotations
 
 import collections
+import time
 
 import pytest
 
@@ -49,6 +50,11 @@ def test_an_error_mid_batch_records_what_was_sent_and_the_next_sender_sends_the_
     def failing(html, **kwargs):
         calls["n"] += 1
         if calls["n"] == 30:
+            # Fail once the lanes have handed some messages over (on a loaded machine rendering may
+            # run ahead of them), so that the failure finds both sent and queued messages.
+            deadline = time.monotonic() + 20
+            while not smtp_ready.messages and time.monotonic() < deadline:
+                time.sleep(0.01)
             raise RuntimeError("injected failure")
         return real(html, **kwargs)
 

@@ -170,6 +170,9 @@ def test_import_progress_reaches_100_percent_while_a_worker_runs_it(page, people
     # The records are there: the browser searches and pages on the server.
     page.get_by_role("link", name="Browse records").click()
     expect(page.get_by_test_id("record-pager")).to_have_text("Page 1 of 20 · 500 records")
+    # htmx (a deferred script) listens to the search box once the page has loaded: typing
+    # earlier would be a plain form field until Enter.
+    page.wait_for_load_state("load")
     page.get_by_label("Search records").fill("imp-42")
     expect(page.get_by_test_id("record-pager")).to_have_text("Page 1 of 1 · 11 records")  # imp-42, imp-420..429
     page.screenshot(path=str(ARTIFACTS / "records.png"), full_page=True)
