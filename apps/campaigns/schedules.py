@@ -259,6 +259,8 @@ def global_beat_entries_ensure() -> None:
                                                        day_of_month="*", month_of_year="*")
     PeriodicTask.objects.update_or_create(name="purge expired runs", defaults={
         "task": "campaigns.purge_expired_runs", "crontab": nightly, "enabled": True})
+    PeriodicTask.objects.update_or_create(name="close abandoned deliveries", defaults={
+        "task": "channels.close_abandoned_deliveries", "crontab": nightly, "enabled": True})
     dispatch_every, _ = IntervalSchedule.objects.get_or_create(every=dispatch_interval_seconds(),
                                                                period=IntervalSchedule.SECONDS)
     PeriodicTask.objects.update_or_create(name=FAN_OUT_ENTRY, defaults={

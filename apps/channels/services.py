@@ -334,6 +334,28 @@ def deliveries_cancel_for_run(*, run: Any) -> int:
     return len(deliveries)
 
 
+def dangerously_close_abandoned_deliveries() -> int:
+    """Nightly, across tenants: messages of cancelled deliveries left `sending` under a lease that
+    has lapsed (their sender was killed between the run's end, which left them to it, and its
+    next batch) become `cancelled`, and their deliveries' stored counts are written again.
+    Returns the number of messages closed."""
+    from apps.channels import sending
+
+    abandoned = (Delivery.dangerously_unscoped.filter(status=DeliveryStatus.CANCELLED)
+                 .filter(pk__in=Message.dangerously_unscoped.filter(status=MessageStatus.SENDING)
+                         .filter(Q(lease_expires_at__lt=Now()) | Q(lease_expires_at__isnull=True))
+                         .values("delivery_id"))
+                 .select_related("tenant"))
+    closed = 0
+    for delivery in abandoned:
+        with tenant_scope(delivery.tenant), transaction.atomic():
+            delivery = Delivery.objects.select_for_update().get(tenant=delivery.tenant, pk=delivery.pk)
+            closed += _cancel_unleased(delivery.tenant, delivery)
+            delivery.counts = sending.delivery_counts(delivery)
+            delivery.save(update_fields=["counts"])
+    return closed
+
+
 def _cancel_unleased(tenant: Tenant, delivery: Delivery) -> int:
     """A sending delivery's messages no sender holds (pending, or leased by a sender that died)
     become `cancelled`."""

@@ -15,3 +15,11 @@ def send_delivery(*, delivery_id: int, tenant_id: int) -> str:
     from apps.channels import sending
 
     return sending.delivery_send(tenant=current_tenant(), delivery_id=delivery_id)
+
+
+@shared_task(name="channels.close_abandoned_deliveries")
+def close_abandoned_deliveries() -> int:
+    """Nightly: close what a killed sender left leased in a cancelled delivery."""
+    from apps.channels import services
+
+    return services.dangerously_close_abandoned_deliveries()

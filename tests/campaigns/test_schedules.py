@@ -89,6 +89,7 @@ def test_one_beat_entry_replaces_the_per_tenant_entries(acme, globex):
     assert entries["dispatch due schedules"].task == "campaigns.fan_out_due_schedules"
     assert entries["dispatch due schedules"].interval.every == schedules.dispatch_interval_seconds()
     assert not [name for name in entries if name.startswith("dispatch schedules of tenant")]
+    assert entries["close abandoned deliveries"].task == "channels.close_abandoned_deliveries"
 
 
 def test_fan_out_dispatches_each_tenant_once_and_skips_a_paused_tenant(acme, globex, people, eager, monkeypatch):

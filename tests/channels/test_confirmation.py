@@ -298,6 +298,17 @@ def test_a_delivery_confirmed_then_stopped_before_any_sender_ran_is_cancelled(ac
     # Idempotent: a second end (or the live sender's own `_cancel`) finds nothing more to do.
     assert channel_services.deliveries_cancel_for_run(run=refreshed(run)) == 0
     assert len(audit(acme, "delivery.cancel")) == 1 and campaign_mail(smtp_ready) == []
+    # The live sender is killed before it records its row: the nightly job closes the row once its
+    # lease has lapsed, not before, and writes the delivery's counts again.
+    assert channel_services.dangerously_close_abandoned_deliveries() == 0
+    with tenant_scope(acme):
+        Message.objects.filter(pk=live.pk).update(lease_expires_at=timezone.now() - dt.timedelta(seconds=1))
+    assert channel_services.dangerously_close_abandoned_deliveries() == 1
+    with tenant_scope(acme):
+        assert Message.objects.get(pk=live.pk).status == "cancelled"
+    delivery = waiting_delivery(run)
+    assert delivery.counts["cancelled"] == 3 and delivery.counts["sending"] == 0
+    assert channel_services.dangerously_close_abandoned_deliveries() == 0
 
 
 def test_a_decision_on_a_run_that_cannot_go_on_is_a_409(acme, people, eager, smtp_ready, audience):
