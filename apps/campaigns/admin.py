@@ -12,13 +12,13 @@ from django.http import HttpRequest
 
 from apps.campaigns.models import Schedule
 from apps.campaigns.schedules import schedules_paused
-from apps.core.admin_site import TenantOwnedAdmin
+from apps.core.admin_site import ReadOnlyTenantOwnedAdmin
 from apps.tenants.models import Tenant
 from apps.tenants.services import tenant_update
 
 
 @admin.register(Schedule)
-class ScheduleAdmin(TenantOwnedAdmin):
+class ScheduleAdmin(ReadOnlyTenantOwnedAdmin):
     list_display = ["campaign", "node_id", "next_fire_at", "last_fired_at", "is_active", "tenant_schedules",
                     "time_zone", "tenant"]
     list_filter = ["is_active"]
@@ -31,15 +31,6 @@ class ScheduleAdmin(TenantOwnedAdmin):
     @admin.display(description="tenant's schedules")
     def tenant_schedules(self, obj: Schedule) -> str:
         return "paused" if schedules_paused(obj.tenant) else "running"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.action(description="Pause every schedule of the selected schedules' tenants")
     def pause_tenant_schedules(self, request: HttpRequest, queryset: Any) -> None:

@@ -77,3 +77,17 @@ class TenantOwnedAdmin(admin.ModelAdmin):
         if not change and obj.tenant_id is None:
             obj.tenant = request.tenant
         super().save_model(request, obj, form, change)
+
+
+class ReadOnlyTenantOwnedAdmin(TenantOwnedAdmin):
+    """Rows that are read in the admin and written only by the services (records, histories,
+    audit, schedules): no add, change or delete."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

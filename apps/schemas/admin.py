@@ -10,7 +10,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from apps.core.admin_site import TenantOwnedAdmin
+from apps.core.admin_site import ReadOnlyTenantOwnedAdmin, TenantOwnedAdmin
 from apps.schemas.models import DataSchema, Field, Link, Record
 
 
@@ -64,19 +64,10 @@ class DataSchemaAdmin(TenantOwnedAdmin):
 
 
 @admin.register(Record)
-class RecordAdmin(TenantOwnedAdmin):
+class RecordAdmin(ReadOnlyTenantOwnedAdmin):
     list_display = ["key", "schema", "tenant", "updated_at"]
     list_select_related = ["schema", "tenant"]
     search_fields = ["=key"]
     show_full_result_count = False
     fields = ["schema", "key", "attributes", "created_at", "updated_at"]
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -7,7 +7,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from apps.core.admin_site import TenantOwnedAdmin, is_tenant_admin
+from apps.core.admin_site import ReadOnlyTenantOwnedAdmin, TenantOwnedAdmin, is_tenant_admin
 from apps.tenants.models import AuditEntry, Membership, Tenant, User
 
 
@@ -82,16 +82,7 @@ class MembershipAdmin(TenantOwnedAdmin):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(TenantOwnedAdmin):
+class AuditEntryAdmin(ReadOnlyTenantOwnedAdmin):
     list_display = ["created_at", "tenant", "actor", "action", "object_type", "object_id"]
     list_filter = ["action", "object_type"]
     search_fields = ["object_id", "action"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
