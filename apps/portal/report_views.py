@@ -136,33 +136,39 @@ def _export(request: HttpRequest, campaign: Campaign, *, run: Run | None = None,
 # --- Pages ---------------------------------------------------------------------------------------
 
 
+def _scope(request: HttpRequest, campaign_id: int,
+           delivery_id: int | None = None) -> tuple[Campaign, Run | None, Delivery | None]:
+    """The campaign of the URL, and the run (`?run=`) or delivery of that campaign a page shows."""
+    campaign = campaign_selectors.campaign_get(tenant=request.tenant, id=campaign_id)
+    if delivery_id is not None:
+        return campaign, None, _delivery_of(request, campaign, delivery_id)
+    run = _run_of(request, campaign, request.GET["run"]) if request.GET.get("run") else None
+    return campaign, run, None
+
+
 @portal_page(capability=READ)
 @require_GET
 def campaign_report(request: HttpRequest, campaign_id: int) -> HttpResponse:
-    campaign = campaign_selectors.campaign_get(tenant=request.tenant, id=campaign_id)
-    run = _run_of(request, campaign, request.GET["run"]) if request.GET.get("run") else None
+    campaign, run, _ = _scope(request, campaign_id)
     return _report_page(request, campaign, run=run)
 
 
 @portal_page(capability=READ)
 @require_GET
 def campaign_report_export(request: HttpRequest, campaign_id: int) -> HttpResponse:
-    campaign = campaign_selectors.campaign_get(tenant=request.tenant, id=campaign_id)
-    run = _run_of(request, campaign, request.GET["run"]) if request.GET.get("run") else None
+    campaign, run, _ = _scope(request, campaign_id)
     return _export(request, campaign, run=run)
 
 
 @portal_page(capability=READ)
 @require_GET
 def delivery_report(request: HttpRequest, campaign_id: int, delivery_id: int) -> HttpResponse:
-    campaign = campaign_selectors.campaign_get(tenant=request.tenant, id=campaign_id)
-    delivery = _delivery_of(request, campaign, delivery_id)
+    campaign, _, delivery = _scope(request, campaign_id, delivery_id)
     return _report_page(request, campaign, delivery=delivery)
 
 
 @portal_page(capability=READ)
 @require_GET
 def delivery_report_export(request: HttpRequest, campaign_id: int, delivery_id: int) -> HttpResponse:
-    campaign = campaign_selectors.campaign_get(tenant=request.tenant, id=campaign_id)
-    delivery = _delivery_of(request, campaign, delivery_id)
+    campaign, _, delivery = _scope(request, campaign_id, delivery_id)
     return _export(request, campaign, delivery=delivery)
