@@ -553,11 +553,9 @@ class _Walk:
         if schema is None or not channel:
             return
         config = self.graph.config(nid)
-        # The seed of the test run it explains (its pressure-cap tie-breaks).
-        classified, params = sending._classified(
-            tenant=self.tenant, schema=schema, population=population, channel=channel,
-            addressing=sending.addressing_for(channel, schema, config),
-            pressure=sending._pressure_caps(self.tenant, schema.name, channel), seed="dry-run")
+        # Classified as the test run it explains did (same seed: same pressure-cap tie-breaks).
+        classified, params = sending.classified(tenant=self.tenant, schema=schema, population=population,
+                                                channel=channel, config=config)
         statement = sql.SQL("SELECT x.status, x.reason FROM ({}) x WHERE x.key = %s").format(classified)
         with connection.cursor() as cursor:
             cursor.execute(statement.as_string(cursor.connection), [*params, key])

@@ -254,10 +254,8 @@ class ChannelActivity(Activity):
                      schema: DataSchema) -> dict[str, Population]:
         from apps.campaigns.populations import table_ident
 
-        statement, params = sending._classified(
-            tenant=ctx.tenant, schema=schema, population=population, channel=self.channel,
-            addressing=sending.addressing_for(self.channel, schema, config),
-            pressure=sending._pressure_caps(ctx.tenant, schema.name, self.channel), seed="dry-run")
+        statement, params = sending.classified(tenant=ctx.tenant, schema=schema, population=population,
+                                               channel=self.channel, config=config)
         columns = sql.SQL("").join(sql.SQL(", p.{}").format(sql.Identifier(c.name)) for c in population.columns)
         outputs = {}
         for port, status in (("sent", "pending"), ("excluded", "excluded")):

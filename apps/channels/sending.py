@@ -188,14 +188,26 @@ def _pressure_caps(tenant: Tenant, dimension: str, channel: str) -> tuple[int | 
     return (config.pressure_max_per_day, config.pressure_max_per_week)
 
 
+DRY_RUN_SEED = "dry-run"
+
+
+def classified(*, tenant: Tenant, schema: DataSchema, population: Population, channel: str,
+               config: dict[str, Any], seed: str = DRY_RUN_SEED) -> tuple[sql.Composable, list[Any]]:
+    """The SELECT that classifies each recipient of `population` for a channel activity with
+    `config` (key, address, status, reason, idempotency key, data), and its parameters. `seed`
+    makes the idempotency keys and breaks pressure-cap ties; test mode and its explanation use
+    DRY_RUN_SEED, a delivery its own."""
+    return _classified(tenant=tenant, schema=schema, population=population, channel=channel,
+                       addressing=addressing_for(channel, schema, config),
+                       pressure=_pressure_caps(tenant, schema.name, channel), seed=seed)
+
+
 def classify_counts(*, tenant: Tenant, schema: DataSchema, population: Population, channel: str,
                     config: dict[str, Any]) -> tuple[dict[str, int], list[str]]:
     """Test mode: what a delivery would do, without writing anything: counts by outcome
     (`eligible` and each exclusion reason) and the first eligible keys (for samples)."""
-    statement, params = _classified(
-        tenant=tenant, schema=schema, population=population, channel=channel,
-        addressing=addressing_for(channel, schema, config),
-        pressure=_pressure_caps(tenant, schema.name, channel), seed="dry-run")
+    statement, params = classified(tenant=tenant, schema=schema, population=population, channel=channel,
+                                   config=config)
     query = sql.SQL("SELECT reason, count(*), (array_agg(key ORDER BY key))[1:3] FROM ({}) x GROUP BY reason").format(
         statement)
     counts: dict[str, int] = {}
@@ -220,11 +232,8 @@ def delivery_open(*, tenant: Tenant, run: Any, node_id: str, channel: str, schem
         dimension=schema.name, content=config["content"], variables=variables or {},
         rate_per_second=int(config.get("rate_per_second") or 2000), batch_size=int(config.get("batch_size") or 200),
         window_starts_at=window_start, window_ends_at=window_end)
-    seed = f"{delivery.pk}:{uuid.uuid4()}:"
-    statement, params = _classified(
-        tenant=tenant, schema=schema, population=population, channel=channel,
-        addressing=addressing_for(channel, schema, config),
-        pressure=_pressure_caps(tenant, schema.name, channel), seed=seed)
+    statement, params = classified(tenant=tenant, schema=schema, population=population, channel=channel,
+                                   config=config, seed=f"{delivery.pk}:{uuid.uuid4()}:")
     insert = sql.SQL("""
         INSERT INTO channels_message (tenant_id, delivery_id, recipient_key, address, status, reason, error,
                                       idempotency_key, data, attempts, lease_owner, queued_at)
