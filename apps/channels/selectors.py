@@ -129,22 +129,37 @@ def delivery_report(*, tenant: Tenant, campaign: Any = None, run: Any = None, de
     or delivery): targeted, excluded by reason, sent, failed, delivered, undelivered (SMS/push
     provider reports), opened, clicked, unsubscribed, bounced (hard), soft_bounced, and `over_time` (see
     `delivery_report_over_time`). Counted in SQL; an open or a click counts once per message."""
+    over_time = delivery_report_over_time(tenant=tenant, campaign=campaign, run=run, delivery=delivery, bucket=bucket)
+    statuses, events = _counted(tenant=tenant, campaign=campaign, run=run, delivery=delivery, per_delivery=False)
+    return {**_report_counts(statuses.get(None, []), events.get(None, {})), "bucket": bucket, "over_time": over_time}
+
+
+def _counted(*, tenant: Tenant, campaign: Any, run: Any, delivery: Any,
+             per_delivery: bool) -> tuple[dict[Any, list[tuple[str, str, int]]], dict[Any, dict[str, int]]]:
+    """The messages of the report's deliveries by status and reason, and the messages with each
+    kind of event (once per message): two statements, keyed by delivery id when `per_delivery`,
+    else by None (all of them together)."""
     from django.db import connection
     from psycopg import sql
 
-    over_time = delivery_report_over_time(tenant=tenant, campaign=campaign, run=run, delivery=delivery, bucket=bucket)
     deliveries, params = _report_scope(tenant=tenant, campaign=campaign, run=run, delivery=delivery)
+    key = sql.SQL("m.delivery_id" if per_delivery else "NULL::bigint")
+    statuses: dict[Any, list[tuple[str, str, int]]] = {}
+    events: dict[Any, dict[str, int]] = {}
     with connection.cursor() as cursor:
-        statement = sql.SQL("SELECT m.status, m.reason, count(*) FROM {messages} WHERE m.tenant_id = %s "
-                            "AND {deliveries} GROUP BY m.status, m.reason").format(
-            messages=sql.SQL(_MESSAGES), deliveries=deliveries)
+        statement = sql.SQL("SELECT {key}, m.status, m.reason, count(*) FROM {messages} "
+                            "WHERE m.tenant_id = %s AND {deliveries} GROUP BY 1, 2, 3").format(
+            key=key, messages=sql.SQL(_MESSAGES), deliveries=deliveries)
         cursor.execute(statement.as_string(cursor.connection), [tenant.pk, *params])
-        statuses = cursor.fetchall()
-        statement = sql.SQL("SELECT e.kind, count(DISTINCT e.message_id) FROM {events} WHERE e.tenant_id = %s "
-                            "AND {deliveries} GROUP BY e.kind").format(events=sql.SQL(_EVENTS), deliveries=deliveries)
+        for delivery_id, status, reason, count in cursor.fetchall():
+            statuses.setdefault(delivery_id, []).append((status, reason, count))
+        statement = sql.SQL("SELECT {key}, e.kind, count(DISTINCT e.message_id) FROM {events} "
+                            "WHERE e.tenant_id = %s AND {deliveries} GROUP BY 1, 2").format(
+            key=key, events=sql.SQL(_EVENTS), deliveries=deliveries)
         cursor.execute(statement.as_string(cursor.connection), [tenant.pk, *params])
-        events = dict(cursor.fetchall())
-    return {**_report_counts(statuses, events), "bucket": bucket, "over_time": over_time}
+        for delivery_id, kind, count in cursor.fetchall():
+            events.setdefault(delivery_id, {})[kind] = count
+    return statuses, events
 
 
 def delivery_report_over_time(*, tenant: Tenant, campaign: Any = None, run: Any = None, delivery: Any = None,
@@ -181,26 +196,9 @@ def delivery_report_rows(*, tenant: Tenant, campaign: Any = None, run: Any = Non
     """The report's counts for each of the tenant's deliveries (optionally of one campaign, run or
     delivery), newest first: `{"delivery": Delivery (with campaign and run), **counts}`; a
     delivery without messages yet has zeros. Counted in SQL, grouped by delivery."""
-    from django.db import connection
-    from psycopg import sql
-
-    deliveries, params = _report_scope(tenant=tenant, campaign=campaign, run=run, delivery=delivery)
+    # Counted first: the filters are checked there (a 400 naming the field).
+    statuses, events = _counted(tenant=tenant, campaign=campaign, run=run, delivery=delivery, per_delivery=True)
     with tenant_scope(tenant):
         found = list(delivery_list(tenant=tenant, filters={"campaign": campaign, "run": run})
                      .select_related("run").filter(**({"pk": int(delivery)} if delivery not in (None, "") else {})))
-    statuses: dict[int, list[tuple[str, str, int]]] = {}
-    events: dict[int, dict[str, int]] = {}
-    with connection.cursor() as cursor:
-        statement = sql.SQL("SELECT m.delivery_id, m.status, m.reason, count(*) FROM {messages} "
-                            "WHERE m.tenant_id = %s AND {deliveries} GROUP BY 1, 2, 3").format(
-            messages=sql.SQL(_MESSAGES), deliveries=deliveries)
-        cursor.execute(statement.as_string(cursor.connection), [tenant.pk, *params])
-        for delivery_id, status, reason, count in cursor.fetchall():
-            statuses.setdefault(delivery_id, []).append((status, reason, count))
-        statement = sql.SQL("SELECT m.delivery_id, e.kind, count(DISTINCT e.message_id) FROM {events} "
-                            "WHERE e.tenant_id = %s AND {deliveries} GROUP BY 1, 2").format(
-            events=sql.SQL(_EVENTS), deliveries=deliveries)
-        cursor.execute(statement.as_string(cursor.connection), [tenant.pk, *params])
-        for delivery_id, kind, count in cursor.fetchall():
-            events.setdefault(delivery_id, {})[kind] = count
     return [{"delivery": d, **_report_counts(statuses.get(d.pk, []), events.get(d.pk, {}))} for d in found]
